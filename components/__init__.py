@@ -1,0 +1,1 @@
+"""Siteline's components: settings, release, app config, the environment and its targets."""
