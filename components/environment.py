@@ -20,8 +20,14 @@ class Environment(pulumi.ComponentResource):
     outputs: dict[str, Any]
 
     def __init__(self, name: str, args: EnvironmentArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__("siteline:index:Environment", name, None, opts)
         settings = args.settings
+        cfg = settings.config
+        # The guardrail facts, as component inputs: the policy pack reads them from here.
+        super().__init__("siteline:index:Environment", name, {
+            "role": cfg.role, "target": cfg.target, "smtpMode": cfg.smtp.mode,
+            "allowRealMail": cfg.smtp.allow_real_mail, "requireVerified": cfg.require_verified,
+            "promoteFrom": cfg.promote_from or "",
+        }, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         self.release = release.resolve(settings, child)
