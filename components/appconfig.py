@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pulumi
 
@@ -24,7 +24,7 @@ class AppConfig:
     secret: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
 
     def extended(self, plain: Mapping[str, pulumi.Input[str]] | None = None,
-                 secret: Mapping[str, pulumi.Output[str]] | None = None) -> "AppConfig":
+                 secret: Mapping[str, pulumi.Output[str]] | None = None) -> AppConfig:
         """What a target adds once it knows them: the database URL, its own mail sink."""
         return AppConfig({**self.plain, **(plain or {})}, {**self.secret, **(secret or {})})
 
@@ -36,7 +36,7 @@ class AppConfig:
         names = self.names()
         values = [self.secret[n] if n in self.secret else self.plain[n] for n in names]
         rendered = pulumi.Output.all(*values).apply(
-            lambda resolved: "".join(f"{n}={quote(str(v))}\n" for n, v in zip(names, resolved))
+            lambda resolved: "".join(f"{n}={quote(str(v))}\n" for n, v in zip(names, resolved, strict=True))
         )
         return pulumi.Output.secret(rendered)
 

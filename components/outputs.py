@@ -12,10 +12,11 @@ Reading another team's Siteline stack from your own Pulumi program:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import jsonschema
 import pulumi
@@ -63,7 +64,7 @@ class SiteOutputs:
     contract: int
 
     @staticmethod
-    def parse(values: Mapping[str, Any]) -> "SiteOutputs":
+    def parse(values: Mapping[str, Any]) -> SiteOutputs:
         validate(values)
         verified = values.get("verifiedRelease")
         database = values["database"]
@@ -86,7 +87,7 @@ class SitelineStack:
         keys = ("role", "target", "url", "release", "verifiedRelease", "database", "smtp", "contract")
         self.outputs: pulumi.Output[SiteOutputs] = pulumi.Output.all(
             *[self.reference.get_output(k) for k in keys]
-        ).apply(lambda v: SiteOutputs.parse({k: x for k, x in zip(keys, v) if x is not None}))
+        ).apply(lambda v: SiteOutputs.parse({k: x for k, x in zip(keys, v, strict=True) if x is not None}))
 
     @property
     def url(self) -> pulumi.Output[str]:

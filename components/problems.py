@@ -82,7 +82,8 @@ def _describe(error: dict[str, object], echo_values: bool) -> str:
 # Example values for fixes, by key path with list indices removed.
 EXAMPLES = {
     "role": "live", "target": "azure", "promoteFrom": "acme/siteline/test", "requireVerified": "true",
-    "release.version": "1.4.0", "release.package": "dist/site-1.4.0.zip", "release.sha256": "<sha256 the build printed>",
+    "release.version": "1.4.0", "release.package": "dist/site-1.4.0.zip",
+    "release.sha256": "<sha256 the build printed>",
     "verified.version": "1.4.0", "verified.sha256": "<sha256 of that release>",
     "site.port": "8000", "site.healthPath": "/healthz", "site.runtime": "python:3.11",
     "site.start": "'gunicorn --bind 127.0.0.1:${PORT} app:application'", "site.migrate": "'python3 migrate.py'",

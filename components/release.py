@@ -23,7 +23,7 @@ class Release:
     sha256: pulumi.Output[str]
 
     @staticmethod
-    def from_output(release: pulumi.Output[dict[str, Any]]) -> "Release":
+    def from_output(release: pulumi.Output[dict[str, Any]]) -> Release:
         return Release(
             version=release.apply(lambda r: str(r["version"])),
             package=release.apply(lambda r: str(r["package"])),

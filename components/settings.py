@@ -61,6 +61,7 @@ class SiteSpec(Strict):
     )
     migrate: str = Field(default="python3 migrate.py", min_length=1)
     health_path: str = Field(default="/healthz", alias="healthPath", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    health_timeout: int = Field(default=60, alias="healthTimeout", ge=5, le=600)
     port: int = Field(default=8000, ge=1024, le=65535)
     runtime: str = Field(default="python:3.11", pattern=r"^python:3\.(1[0-9])$")
     required_secrets: tuple[str, ...] = Field(default=(), alias="requiredSecrets")
@@ -421,7 +422,8 @@ def _check_rules(report: p.Report, cfg: StackConfig, target_hosting: Any, root: 
                    p.fix_set("smtp.allow[0]", "example.com"))
     for index, domain in enumerate(smtp.allow):
         if not re.fullmatch(DOMAIN_PATTERN, domain):
-            report.add(f"smtp.allow[{index}]", "is not a lower-case domain name", p.fix_set(f"smtp.allow[{index}]", "example.com"))
+            report.add(f"smtp.allow[{index}]", "is not a lower-case domain name",
+                       p.fix_set(f"smtp.allow[{index}]", "example.com"))
     module = targets.load(cfg.target) if cfg.target in targets.available() else None
     needs_relay = smtp.mode in ("deliver", "allowlist") or (module is not None and not module.BUILTIN_MAIL_SINK)
     if needs_relay and not smtp.host:
@@ -431,13 +433,15 @@ def _check_rules(report: p.Report, cfg: StackConfig, target_hosting: Any, root: 
         report.add("database.refreshFrom", "is set on live; the database flows down from live, never into it",
                    "pulumi config rm --path siteline:database.refreshFrom")
     if db.refresh_id and not db.refresh_from:
-        report.add("database.refreshId", "needs database.refreshFrom", p.fix_set("database.refreshFrom", "<org>/siteline/live"))
+        report.add("database.refreshId", "needs database.refreshFrom",
+                   p.fix_set("database.refreshFrom", "<org>/siteline/live"))
     for index, rule in enumerate(db.mask):
         if rule.strategy == "fixed" and rule.value is None:
             report.add(f"database.mask[{index}].value", "is required by the fixed strategy",
                        p.fix_set(f"database.mask[{index}].value", "masked"))
         if rule.strategy != "fixed" and rule.value is not None:
-            report.add(f"database.mask[{index}].value", f"is only used by the fixed strategy (this rule is {rule.strategy})",
+            report.add(f"database.mask[{index}].value",
+                       f"is only used by the fixed strategy (this rule is {rule.strategy})",
                        f"pulumi config rm --path 'siteline:database.mask[{index}].value'")
     if role == "live" and not db.retain_on_destroy:
         report.add("database.retainOnDestroy", "is false on live; live data is never deleted with the stack",
@@ -460,7 +464,8 @@ def _check_package(report: p.Report, release: ReleaseSpec, root: Path) -> None:
     """A package on disk must match its sha256 now, at preview; a URL is verified where it is fetched."""
     if release.package.startswith("https://"):
         if release.sha256 is None:
-            report.add("release.sha256", "is required when the package is a URL", p.fix_set("release.sha256", "<sha256>"))
+            report.add("release.sha256", "is required when the package is a URL",
+                       p.fix_set("release.sha256", "<sha256>"))
         return
     if release.package.startswith(("http://", "ftp://")):
         report.add("release.package", "must be a file path or an https URL", p.fix_set("release.package", "https://…/site.zip"))

@@ -10,22 +10,24 @@ import copy
 import json
 import os
 import runpy
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as runtime_mocks
-from pulumi.runtime import rpc, settings as runtime_settings
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
 
 from tests import computed
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
-SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE = rpc._special_secret_sig
 
 
 @dataclass
@@ -162,18 +164,18 @@ def _cli_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _strip_secure(value: Any, path: str, found: list[str]) -> Any:
-    """Committed stack files hold `secure:` blobs we cannot decrypt here; note where they were."""
+def _strip_secure(value: Any) -> Any:
+    """Committed stack files may hold `secure:` blobs, which only the CLI can decrypt: tests supply them."""
     if isinstance(value, dict) and set(value) == {"secure"}:
-        found.append(path)
         return None
     if isinstance(value, dict):
-        return {k: v for k, v in ((k, _strip_secure(v, f"{path}.{k}", found)) for k, v in value.items()) if v is not None}
+        kept = {k: _strip_secure(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not None}
     return value
 
 
-def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None,
-                 secrets: Optional[dict[str, Any]] = None, project_dir: Path = REPO) -> tuple[dict[str, str], list[str]]:
+def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None, secrets: Optional[dict[str, Any]] = None,
+                 project_dir: Path = REPO) -> tuple[dict[str, str], list[str]]:
     """The config the CLI would pass for `stack`: (key -> value text, secret keys)."""
     project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     values: dict[str, Any] = {}
@@ -184,9 +186,8 @@ def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None,
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if stack_file.exists():
         committed = yaml.safe_load(stack_file.read_text()) or {}
-        secure_paths: list[str] = []
         for key, value in (committed.get("config") or {}).items():
-            values[key] = _strip_secure(value, key, secure_paths)
+            values[key] = _strip_secure(value)
     secret_keys: set[str] = set()
     for source, is_secret_source in ((overrides or {}, False), (secrets or {}, True)):
         for path, value in source.items():
@@ -253,7 +254,7 @@ def evaluate(stack: str, overrides: Optional[dict[str, Any]] = None, secrets: Op
     with _cwd(project_dir):
         try:
             run()
-        except BaseException as error:  # noqa: BLE001 - handed to the test to assert on
+        except BaseException as error:
             if raise_errors:
                 raise
             evaluation.error = error

@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "$0")/local-lib.sh"
 
 : "${SITELINE_HOME:?}" "${SITELINE_BIN:?}" "${RELEASE_VERSION:?}" "${RELEASE_PACKAGE:?}" "${RELEASE_SHA256:?}"
-: "${SITE_PORT:?}" "${SITE_START:?}" "${SITE_MIGRATE:?}" "${HEALTH_PATH:?}"
+: "${SITE_PORT:?}" "${SITE_START:?}" "${SITE_MIGRATE:?}" "${HEALTH_PATH:?}" "${HEALTH_TIMEOUT:=60}"
 PATH="$SITELINE_BIN:$PATH"
 releases="$SITELINE_HOME/releases"
 shared="$SITELINE_HOME/shared"
@@ -96,12 +96,12 @@ deploy() {
   fi
   step "starting $RELEASE_VERSION on 127.0.0.1:$SITE_PORT"
   start_site "$target" "$env_new"
-  if ! healthy "$health_url" "$RELEASE_VERSION" 60; then
+  if ! healthy "$health_url" "$RELEASE_VERSION" "$HEALTH_TIMEOUT"; then
     stop_pid "$pidfile" 10
     if [ -n "$previous" ] && [ -d "$previous" ] && [ -f "$shared/app.env" ]; then
       step "health check failed; restarting ${previous##*/}"
       start_site "$previous" "$shared/app.env"
-      healthy "$health_url" "${previous##*/}" 60 || step "warning: ${previous##*/} did not come back healthy"
+      healthy "$health_url" "${previous##*/}" "$HEALTH_TIMEOUT" || step "warning: ${previous##*/} did not come back healthy"
     fi
     rm -f "$env_new"
     fail "release $RELEASE_VERSION failed its health check ($health_url); see $log"

@@ -30,9 +30,9 @@ Problem = tuple[str, str, str]
 
 @dataclass(frozen=True)
 class TargetArgs:
-    settings: "Settings"
-    release: "Release"
-    app_config: "AppConfig"
+    settings: Settings
+    release: Release
+    app_config: AppConfig
 
 
 class SiteTarget(Protocol):

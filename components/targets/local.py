@@ -39,7 +39,8 @@ def check(config: Any, hosting: HOSTING) -> list[Problem]:
         found.append(("database.highAvailability", "is not available on the local target (one cluster, one machine)",
                       "pulumi config set --path siteline:database.highAvailability false"))
     if config.hosting.instances != 1:
-        found.append(("hosting.instances", "must be 1 on the local target", "pulumi config set --path siteline:hosting.instances 1"))
+        found.append(("hosting.instances", "must be 1 on the local target",
+                      "pulumi config set --path siteline:hosting.instances 1"))
     ports = {"site.port": config.site.port, "hosting.local.dbPort": hosting.db_port,
              "hosting.local.mailPort": hosting.mail_port}
     if len(set(ports.values())) != len(ports):
@@ -56,7 +57,7 @@ def _script_digest() -> str:
     # A changed script is a changed release procedure: feeding its hash to the commands makes
     # `pulumi up` run them again.
     digest = hashlib.sha256()
-    for path in sorted(SCRIPTS.glob("local-*.sh")) + [SCRIPTS / "mailsink.py"]:
+    for path in [*sorted(SCRIPTS.glob("local-*.sh")), SCRIPTS / "mailsink.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -118,6 +119,7 @@ class Target(pulumi.ComponentResource):
                 "SITE_START": cfg.site.start,
                 "SITE_MIGRATE": cfg.site.migrate,
                 "HEALTH_PATH": cfg.site.health_path,
+                "HEALTH_TIMEOUT": str(cfg.site.health_timeout),
             },
             stdin=app_config.env_file(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends,
