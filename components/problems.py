@@ -37,13 +37,15 @@ class Report:
             self.add(entry.path, entry.problem, entry.fix)
 
     def raise_if_any(self) -> None:
-        if not self.problems:
-            return
+        if self.problems:
+            raise self.error()
+
+    def error(self) -> ConfigError:
         count = len(self.problems)
         lines = [f"Siteline config for stack '{self.stack}' has {count} problem{'s' if count > 1 else ''}:"]
         lines += [entry.render() for entry in self.problems]
         lines.append("Nothing was created or changed. Add -s <stack> to each pulumi config command if needed.")
-        raise ConfigError("\n".join(lines))
+        return ConfigError("\n".join(lines))
 
 
 def fix_set(path: str, example: str) -> str:

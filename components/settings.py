@@ -345,7 +345,8 @@ def load_settings(project_dir: Optional[Path] = None) -> Settings:
     if target_name not in targets.available():
         report.add("target", f"must be one of {', '.join(targets.available())} (got {target_name!r})",
                    "pulumi config set siteline:target local")
-    hosting_raw = merged.get("hosting") if isinstance(merged.get("hosting"), dict) else {}
+    hosting_value = merged.get("hosting")
+    hosting_raw: dict[str, Any] = hosting_value if isinstance(hosting_value, dict) else {}
     for name in sorted(set(hosting_raw) - set(HostingSpec.model_fields)):
         if name not in targets.available():
             report.add(f"hosting.{name}", "is not a target's hosting block",
@@ -360,7 +361,7 @@ def load_settings(project_dir: Optional[Path] = None) -> Settings:
         target_hosting = _validate(report, f"hosting.{target_name}", hosting_model, None)
 
     if head is None:
-        report.raise_if_any()
+        raise report.error()
     # Cross-key rules still run when some keys failed, on defaults for those keys; what they say
     # about a failed key is dropped, since its own problem is already listed.
     failed = {key for key, value in parts.items() if value is None}
@@ -372,20 +373,21 @@ def load_settings(project_dir: Optional[Path] = None) -> Settings:
     report.extend([entry for entry in rules.problems if entry.path.split(".")[0].split("[")[0] not in failed])
     report.raise_if_any()
 
-    secret_object = config.get_secret_object("secrets") if secret_names else None
     secrets = SecretInputs(
-        values={name: _leaf(secret_object, name) for name in secret_names} if secret_object else {},
-        smtp_password=config.get_secret_object("smtp").apply(lambda s: str(s["password"]))
-        if smtp_has_password else None,
+        values={name: _secret_leaf(config, "secrets", name) for name in secret_names},
+        smtp_password=_secret_leaf(config, "smtp", "password") if smtp_has_password else None,
         ssh_private_key=config.get_secret("sshPrivateKey"),
     )
     return Settings(project=project, stack=stack, organization=pulumi.get_organization(),
                     config=stack_config, secrets=secrets, target_hosting=target_hosting, project_dir=root)
 
 
-def _leaf(secret_object: pulumi.Output[Any], name: str) -> pulumi.Output[str]:
-    # apply on a secret Output keeps the result secret.
-    return secret_object.apply(lambda values: str(values[name]))
+def _secret_leaf(config: pulumi.Config, key: str, leaf: str) -> pulumi.Output[str]:
+    """One leaf of an object read with the secret getter; apply on a secret Output stays secret."""
+    whole = config.get_secret_object(key)
+    if whole is None:
+        raise KeyError(f"siteline:{key} vanished between validation and use")
+    return whole.apply(lambda values: str(values[leaf]))
 
 
 def _check_rules(report: p.Report, cfg: StackConfig, target_hosting: Any, root: Path) -> None:

@@ -115,8 +115,8 @@ class _Mocks(pulumi.runtime.Mocks):
         state = {**args.inputs, **computed.outputs(args.typ, args.name, args.inputs)}
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return computed.invoke(args.token, args.args)
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], Optional[list[tuple[str, str]]]]:
+        return computed.invoke(args.token, args.args), None
 
 
 class _Monitor(runtime_mocks.MockMonitor):
