@@ -65,7 +65,8 @@ def main() -> None:
     base_wall, base_rss = rows[0][1], rows[0][2]
     print(f"{'stack':<10}{'resources':>10}{'wall s (median)':>17}{'x baseline':>12}{'peak MiB':>10}{'x baseline':>12}")
     for stack, wall, rss, resources in rows:
-        print(f"{stack:<10}{resources:>10}{wall:>17.2f}{wall / base_wall:>12.2f}{rss / 1024:>10.0f}{rss / base_rss:>12.2f}")
+        print(f"{stack:<10}{resources:>10}{wall:>17.2f}{wall / base_wall:>12.2f}"
+              f"{rss / 1024:>10.0f}{rss / base_rss:>12.2f}")
     print(f"({args.runs} runs each, one fresh process per run, /usr/bin/time -v)")
 
 

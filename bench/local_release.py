@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import REPO  # noqa: E402
-from tests.local.site import Site, package, running_site, why_not  # noqa: E402
+from tests.conftest import REPO
+from tests.local.site import Site, package, running_site, why_not
 
 RESTART = r"""
 set -euo pipefail

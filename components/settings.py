@@ -32,7 +32,8 @@ IDENT_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 # Variables the site gets from Siteline itself; user settings may not shadow them.
 RESERVED_ENV = frozenset(
     {"DATABASE_URL", "PORT", "SITELINE_ROLE", "SITELINE_RELEASE", "SMTP_HOST", "SMTP_PORT",
-     "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM", "SMTP_MODE", "SMTP_ALLOW"}
+     "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM", "SMTP_MODE", "SMTP_ALLOW",
+     "SITELINE_START", "SITELINE_MIGRATE", "SITELINE_SECRET_VERSIONS", "SITELINE_DEPLOYMENT"}
 )
 
 

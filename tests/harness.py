@@ -113,10 +113,11 @@ class _Mocks(pulumi.runtime.Mocks):
                 raise KeyError(f"test supplied no outputs for upstream stack {name}")
             return name, {"name": name, "outputs": copy.deepcopy(self.upstream[name]), "secretOutputNames": []}
         state = {**args.inputs, **computed.outputs(args.typ, args.name, args.inputs)}
-        return f"{args.name}-id", state
+        # A provider module may answer a realistic id (an ARM path, an ARN) for ids built from it.
+        return state.pop("id", f"{args.name}-id"), state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], Optional[list[tuple[str, str]]]]:
-        return computed.invoke(args.token, args.args), None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        return computed.invoke(args.token, args.args), []
 
 
 class _Monitor(runtime_mocks.MockMonitor):
