@@ -1,0 +1,203 @@
+"""Target `azure`: App Service (Linux) whose staging slot is swapped in per release; Key Vault; PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi_random as random
+from pulumi_azure_native import authorization, resources, web
+from pulumi_command import local as command
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from components.targets import Problem, TargetArgs
+from components.targets import _azure_data as data
+from components.targets import _azure_release as release_inputs
+from components.targets import _azure_rules as rules
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "azure-release.sh"
+BUILTIN_MAIL_SINK = False
+NEEDS_SSH_KEY = False
+# Built-in role definitions (the same GUIDs in every tenant).
+BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+# Settings that describe a slot, not the release: a swap leaves them where they are.
+STICKY = ("SITELINE_SLOT", "WEBSITE_SWAP_WARMUP_PING_PATH", "WEBSITE_SWAP_WARMUP_PING_STATUSES")
+# A swap carries these into production; Pulumi never writes them there (see the WebApp below).
+SWAPPED = ["siteConfig.appSettings", "siteConfig.appCommandLine"]
+
+
+class HOSTING(BaseModel):
+    """`siteline:hosting.azure`: where the environment lives in the subscription."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    location: str = Field(pattern=r"^[a-z0-9]+$")
+    resource_group: Optional[str] = Field(default=None, alias="resourceGroup", pattern=r"^[-\w.()]{0,89}[-\w()]$")
+    address_space: str = Field(default="10.42.0.0/16", alias="addressSpace")
+    warmup_timeout: int = Field(default=600, alias="warmupTimeout", ge=60, le=3600)
+    install_requirements: bool = Field(default=True, alias="installRequirements")
+
+    @field_validator("address_space")
+    @classmethod
+    def _private_range(cls, value: str) -> str:
+        net = ipaddress.ip_network(value, strict=True)
+        if not (net.version == 4 and net.is_private and net.prefixlen <= 27):
+            raise ValueError("must be a private IPv4 range of /27 or larger, e.g. 10.42.0.0/16")
+        return value
+
+
+def check(config: Any, hosting: HOSTING) -> list[Problem]:
+    return rules.check(config, hosting)
+
+
+class Target(pulumi.ComponentResource):
+    url: pulumi.Output[str]
+    database: pulumi.Output[dict[str, Any]]
+    smtp: pulumi.Output[dict[str, Any]]
+
+    def __init__(self, name: str, args: TargetArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("siteline:targets:Azure", name, None, opts)
+        settings, cfg, release = args.settings, args.settings.config, args.release
+        hosting: HOSTING = settings.target_hosting
+        self._cfg, self._hosting, live = cfg, hosting, cfg.role == "live"
+        retain = cfg.database.retain_on_destroy
+        child = pulumi.ResourceOptions(parent=self)
+        base = f"{settings.project}-{settings.stack}"
+        # Names are built from Outputs and strings only: resources are never declared inside apply(),
+        # or preview would no longer show what the update does.
+        suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False, opts=child).result
+        group = resources.ResourceGroup(f"{name}-rg", resource_group_name=hosting.resource_group or base,
+                                        location=hosting.location,
+                                        opts=pulumi.ResourceOptions(parent=self, retain_on_delete=retain))
+        place = data.Place(self, name, base, group.name, hosting.location, suffix)
+
+        net = data.private_network(place, hosting.address_space, retain)
+        db = data.postgres(place, cfg, net, live)
+        package = release_inputs.package(place, release, settings.project_dir, live)
+        plan = web.AppServicePlan(
+            f"{name}-plan", name=f"{base}-plan", resource_group_name=place.group, location=hosting.location,
+            kind="linux", reserved=True,
+            sku=web.SkuDescriptionArgs(name=rules.plan_sku(cfg), capacity=cfg.hosting.instances),
+            opts=pulumi.ResourceOptions(parent=self, protect=live))
+        site = {"resource_group_name": place.group, "location": hosting.location, "kind": "app,linux",
+                "reserved": True, "server_farm_id": plan.id, "https_only": True, "client_affinity_enabled": False,
+                "identity": web.ManagedServiceIdentityArgs(type=web.ManagedServiceIdentityType.SYSTEM_ASSIGNED),
+                "key_vault_reference_identity": "SystemAssigned", "virtual_network_subnet_id": net.app_subnet}
+        site_config = {"linux_fx_version": rules.linux_fx_version(cfg.site.runtime), "always_on": True,
+                       "ftps_state": "Disabled", "min_tls_version": "1.2", "scm_min_tls_version": "1.2",
+                       "http20_enabled": True, "health_check_path": cfg.site.health_path,
+                       "vnet_route_all_enabled": True}
+        # Production gets its settings and start command only from swaps. It declares none, and ignores them,
+        # so the next `pulumi up` neither undoes a swap nor restarts the site.
+        app = web.WebApp(f"{name}-app", name=pulumi.Output.concat(base, "-", suffix), **site,
+                         site_config=web.SiteConfigArgs(**site_config),
+                         opts=pulumi.ResourceOptions(parent=self, ignore_changes=SWAPPED))
+        # The vault trusts the tenant the app's identity lives in: the deploying subscription's tenant.
+        tenant = app.identity.apply(lambda i: i.tenant_id if i else "")
+        vault = release_inputs.vault(place, tenant, {**args.app_config.secret, "DATABASE_URL": db.url},
+                                     live, after=[db.database])
+        settings_list, deployment = self._staging_settings(args.app_config.plain, vault.references, package.url)
+        staging = web.WebAppSlot(f"{name}-staging", name=app.name, slot="staging", **site, opts=child,
+                                 site_config=web.SiteConfigArgs(**site_config, app_command_line=self._app_command(),
+                                                                app_settings=settings_list))
+        sticky = web.WebAppSlotConfigurationNames(f"{name}-sticky", name=app.name, resource_group_name=place.group,
+                                                  app_setting_names=list(STICKY), opts=child)
+        subscription = group.id.apply(lambda i: i.split("/resourceGroups/")[0])
+        grants = self._grants(place, subscription, [("app", app), ("staging", staging)],
+                              {"package-reader": (package.container.id, BLOB_DATA_READER),
+                               "secrets-user": (vault.vault.id, KEY_VAULT_SECRETS_USER)})
+        swap = command.Command(
+            f"{name}-swap",
+            # Triggers replace: each new release or configuration is one new swap. There is no delete: the
+            # previous release stays in the staging slot, ready to swap back.
+            create=f"bash {SCRIPT} swap",
+            environment={"RESOURCE_GROUP": place.group, "APP_NAME": app.name, "SLOT": "staging",
+                         "STAGING_HOST": staging.default_host_name, "PRODUCTION_HOST": app.default_host_name,
+                         "HEALTH_PATH": cfg.site.health_path, "RELEASE_VERSION": release.version,
+                         "DEPLOYMENT": deployment, "WARMUP_TIMEOUT": str(hosting.warmup_timeout)},
+            triggers=[release.sha256, deployment],
+            opts=pulumi.ResourceOptions(parent=self,
+                                        depends_on=[staging, sticky, db.database, *vault.secrets, *grants]))
+        serving: list[pulumi.Resource] = [swap]
+        if cfg.hosting.domain:
+            serving.append(self._custom_domain(place, plan, app))
+        if live:
+            # CanNotDelete, not ReadOnly: ReadOnly would block slot swaps and Pulumi's own updates.
+            authorization.ManagementLockAtResourceGroupLevel(
+                f"{name}-lock", lock_name="siteline-live", level="CanNotDelete", resource_group_name=place.group,
+                notes="Live changes only through the Siteline program. Deleting anything here needs this lock removed.",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=serving))
+
+        domain = cfg.hosting.domain
+        # The URL waits for the swap, so consumers only see it once the release serves.
+        self.url = pulumi.Output.all(app.default_host_name, *[r.id for r in serving]).apply(
+            lambda v: f"https://{domain or v[0]}")
+        self.database = pulumi.Output.all(db.server.fully_qualified_domain_name, db.server.id, db.database.name).apply(
+            lambda v: {"engine": "postgres", "host": v[0], "port": 5432, "name": v[2], "id": v[1]})
+        smtp = cfg.smtp
+        self.smtp = pulumi.Output.from_input({"host": f"{smtp.host}:{smtp.port}", "mode": smtp.mode})
+        self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
+
+    def _app_command(self) -> str:
+        site = self._cfg.site
+        start = rules.start_command(site.start, type(site).model_fields["start"].default)
+        # No build runs on a mounted package: dependencies come from the package's requirements.txt at start,
+        # and migrations (expand-only, under an advisory lock) run before the slot takes traffic.
+        install = ("if [ -f requirements.txt ]; then python3 -m pip install --no-cache-dir --quiet "
+                   "-r requirements.txt; fi && ") if self._hosting.install_requirements else ""
+        return f"{install}{site.migrate} && {start}"
+
+    def _staging_settings(self, app_plain: Any, references: dict[str, pulumi.Output[str]],
+                          package_url: pulumi.Output[str]) -> tuple[list[web.NameValuePairArgs], pulumi.Output[str]]:
+        """The staging slot's settings, and the digest of what production will run once they are swapped in."""
+        site = self._cfg.site
+        plain: dict[str, pulumi.Input[str]] = {
+            **app_plain, **references, "PORT": str(site.port), "WEBSITES_PORT": str(site.port),
+            "SCM_DO_BUILD_DURING_DEPLOYMENT": "false", "WEBSITE_RUN_FROM_PACKAGE": package_url,
+            # The slot fetches the private blob with its own identity: no key or SAS in the setting.
+            "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID": "SystemAssigned",
+            "WEBSITE_SWAP_WARMUP_PING_PATH": site.health_path, "WEBSITE_SWAP_WARMUP_PING_STATUSES": "200",
+            "SITELINE_SLOT": "staging"}
+        names = sorted(plain)
+        command_line = self._app_command()
+        deployment = pulumi.Output.all(*[plain[n] for n in names]).apply(lambda values: hashlib.sha256(
+            json.dumps([names, values, command_line, site.runtime]).encode()).hexdigest()[:16])
+        pairs = [web.NameValuePairArgs(name=n, value=plain[n]) for n in names]
+        return [*pairs, web.NameValuePairArgs(name="SITELINE_DEPLOYMENT", value=deployment)], deployment
+
+    def _grants(self, place: data.Place, subscription: pulumi.Output[str], sites: list[tuple[str, Any]],
+                roles: dict[str, tuple[pulumi.Output[str], str]]) -> list[authorization.RoleAssignment]:
+        """Each slot has its own identity (a swap does not move identities): both read the package and secrets."""
+        grants = []
+        for label, site in sites:
+            principal = site.identity.apply(lambda i: i.principal_id if i else "")
+            for role, (scope, guid) in roles.items():
+                grants.append(authorization.RoleAssignment(
+                    f"{place.name}-{label}-{role}", principal_id=principal, principal_type="ServicePrincipal",
+                    scope=scope, role_definition_id=pulumi.Output.concat(
+                        subscription, "/providers/Microsoft.Authorization/roleDefinitions/", guid),
+                    opts=place.opts()))
+        return grants
+
+    def _custom_domain(self, place: data.Place, plan: web.AppServicePlan, app: web.WebApp) -> pulumi.Resource:
+        domain = str(self._cfg.hosting.domain)
+        binding = web.WebAppHostNameBinding(
+            f"{place.name}-domain", name=app.name, resource_group_name=place.group, host_name=domain,
+            host_name_type=web.HostNameType.VERIFIED,
+            custom_host_name_dns_record_type=web.CustomHostNameDnsRecordType.C_NAME,
+            # The TLS binding is set by the command below, once the managed certificate exists.
+            opts=place.opts(ignore_changes=["sslState", "thumbprint"]))
+        certificate = web.Certificate(
+            f"{place.name}-certificate", name=f"{place.base}-{rules.slug(domain, 40)}", canonical_name=domain,
+            server_farm_id=plan.id, resource_group_name=place.group, location=place.location,
+            opts=place.opts(depends_on=[binding]))
+        return command.Command(
+            f"{place.name}-tls", create=f"bash {SCRIPT} bind-tls",
+            environment={"RESOURCE_GROUP": place.group, "APP_NAME": app.name, "HOST_NAME": domain,
+                         "THUMBPRINT": certificate.thumbprint},
+            triggers=[certificate.thumbprint], opts=place.opts(depends_on=[binding]))

@@ -1,0 +1,249 @@
+"""The azure target under mocks: every role's resources, the inputs that carry each rule, and the options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.settings import StackConfig
+from components.targets import _azure_rules as rules
+from components.targets import azure
+from tests.conftest import MARKER_VALUES, MARKERS, build_package
+from tests.harness import Evaluation, Registered, evaluate, is_secret, plain_text
+
+AZ = "azure-native:"
+SECRET_ENV = ("ADMIN_TOKEN", "CRM_API_KEY", "SMTP_PASSWORD", "DATABASE_URL")
+DEV_ON_AZURE = {"siteline:target": "azure", "siteline:hosting.azure": {"location": "westeurope"},
+                "siteline:smtp.host": "smtp.example.com"}
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return build_package("1.0.0", tmp_path_factory.mktemp("dist"))
+
+
+def _upstream(stack: str, release: dict[str, str]) -> dict[str, dict[str, Any]]:
+    if stack == "test":
+        return {"organization/siteline/dev": {"release": release, "contract": 1}}
+    return {"organization/siteline/test": {"release": release, "verifiedRelease": release, "contract": 1}}
+
+
+def _evaluate(role: str, release: dict[str, str], dev_package: dict[str, str], **extra: Any) -> Evaluation:
+    if role == "dev":
+        return evaluate("dev", overrides={**DEV_ON_AZURE, **extra})
+    return evaluate(role, overrides=extra or None, secrets=MARKERS, upstream=_upstream(role, release))
+
+
+@pytest.fixture(scope="module", params=["dev", "test", "live"])
+def stack(request: pytest.FixtureRequest, release: dict[str, str], dev_package: dict[str, str]) -> Evaluation:
+    evaluation = _evaluate(request.param, release, dev_package)
+    assert evaluation.error is None, f"{request.param} failed to evaluate: {evaluation.error}"
+    return evaluation
+
+
+@pytest.fixture(scope="module")
+def live(release: dict[str, str], dev_package: dict[str, str]) -> Evaluation:
+    evaluation = _evaluate("live", release, dev_package)
+    assert evaluation.error is None, evaluation.error
+    return evaluation
+
+
+def settings_of(resource: Registered) -> dict[str, Any]:
+    return {pair["name"]: pair["value"] for pair in resource.plain_inputs["siteConfig"].get("appSettings", [])}
+
+
+def test_declares_the_whole_environment(stack: Evaluation) -> None:
+    types = {r.type for r in stack.resources}
+    for needed in ("resources:ResourceGroup", "web:AppServicePlan", "web:WebApp", "web:WebAppSlot",
+                   "web:WebAppSlotConfigurationNames", "storage:StorageAccount", "storage:BlobContainer",
+                   "storage:Blob", "keyvault:Vault", "keyvault:Secret", "authorization:RoleAssignment",
+                   "dbforpostgresql:Server", "dbforpostgresql:Database", "network:VirtualNetwork",
+                   "privatedns:PrivateZone"):
+        assert AZ + needed in types, needed
+    target = stack.one("siteline:targets:Azure")
+    assert all(r.parent for r in stack.resources if r.type.startswith(AZ))
+    assert target.urn in {r.parent for r in stack.resources if r.type.startswith(AZ)}
+
+
+def test_both_slots_are_locked_down(stack: Evaluation) -> None:
+    for site in (stack.one(AZ + "web:WebApp"), stack.one(AZ + "web:WebAppSlot")):
+        inputs, config = site.plain_inputs, site.plain_inputs["siteConfig"]
+        assert inputs["httpsOnly"] is True and inputs["identity"] == {"type": "SystemAssigned"}
+        assert (config["minTlsVersion"], config["ftpsState"], config["alwaysOn"]) == ("1.2", "Disabled", True)
+        assert config["healthCheckPath"] == "/healthz" and config["linuxFxVersion"] == "PYTHON|3.11"
+        assert inputs["virtualNetworkSubnetId"].endswith("/subnets/app")
+
+
+def test_production_takes_settings_only_from_swaps(stack: Evaluation) -> None:
+    production = stack.one(AZ + "web:WebApp")
+    assert "appSettings" not in production.plain_inputs["siteConfig"]
+    assert "appCommandLine" not in production.plain_inputs["siteConfig"]
+    assert {"siteConfig.appSettings", "siteConfig.appCommandLine"} <= set(production.ignore_changes)
+    assert stack.one(AZ + "web:WebAppSlot").ignore_changes == []
+
+
+def test_staging_runs_the_package_through_its_identity(stack: Evaluation) -> None:
+    slot = stack.one(AZ + "web:WebAppSlot")
+    assert slot.plain_inputs["slot"] == "staging"
+    values = settings_of(slot)
+    blob = stack.one(AZ + "storage:Blob").plain_inputs
+    assert values["WEBSITE_RUN_FROM_PACKAGE"].endswith(f"/releases/{blob['blobName']}")
+    assert "?" not in values["WEBSITE_RUN_FROM_PACKAGE"], "a SAS token would be baked into the config"
+    assert values["WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID"] == "SystemAssigned"
+    assert "migrate.py && gunicorn --bind 0.0.0.0:${PORT}" in slot.plain_inputs["siteConfig"]["appCommandLine"]
+    account = stack.one(AZ + "storage:StorageAccount").plain_inputs
+    assert account["allowBlobPublicAccess"] is False and account["minimumTlsVersion"] == "TLS1_2"
+    assert stack.one(AZ + "storage:BlobContainer").plain_inputs["publicAccess"] == "None"
+    assert stack.one(AZ + "storage:Blob").retain_on_delete
+
+
+def test_secrets_reach_the_site_only_as_key_vault_references(stack: Evaluation) -> None:
+    values = settings_of(stack.one(AZ + "web:WebAppSlot"))
+    expected = SECRET_ENV if stack.stack != "dev" else ("DATABASE_URL",)
+    for name in expected:
+        assert values[name].startswith("@Microsoft.KeyVault(SecretUri=https://"), name
+        assert "/secrets/" + name.lower().replace("_", "-") + "/" in values[name]
+    assert not any("postgresql://" in str(v) for v in values.values())
+    secrets = stack.of_type(AZ + "keyvault:Secret")
+    names = sorted(s.plain_inputs["secretName"] for s in secrets)
+    assert names == sorted(n.lower().replace("_", "-") for n in expected)
+    for secret in secrets:
+        properties = secret.inputs["properties"]
+        assert is_secret(properties) or is_secret(properties["value"])
+        assert "properties" in secret.additional_secret_outputs
+    vault = stack.one(AZ + "keyvault:Vault").plain_inputs["properties"]
+    assert vault["enableRbacAuthorization"] is True and vault["enableSoftDelete"] is True
+    assert vault.get("enablePurgeProtection") is (True if stack.stack == "live" else None)
+
+
+def test_each_slot_identity_is_granted_package_and_secrets(stack: Evaluation) -> None:
+    grants = stack.of_type(AZ + "authorization:RoleAssignment")
+    roles = sorted(g.plain_inputs["roleDefinitionId"].rsplit("/", 1)[1] for g in grants)
+    assert roles == sorted([azure.BLOB_DATA_READER, azure.KEY_VAULT_SECRETS_USER] * 2)
+    principals = {g.plain_inputs["principalId"] for g in grants}
+    assert len(principals) == 2 and "" not in principals, "production and staging each need their own grants"
+
+
+def test_swap_is_keyed_to_the_release_and_runs_after_the_slot(stack: Evaluation) -> None:
+    swap = stack.named("-swap")
+    inputs = swap.plain_inputs
+    sha = stack.plain_outputs["release"]["sha256"]
+    assert inputs["triggers"][0] == sha and "delete" not in inputs
+    assert inputs["create"].endswith("azure-release.sh swap")
+    assert inputs["environment"]["DEPLOYMENT"] == settings_of(stack.one(AZ + "web:WebAppSlot"))["SITELINE_DEPLOYMENT"]
+    assert stack.one(AZ + "web:WebAppSlot").urn in swap.dependencies
+    sticky = stack.one(AZ + "web:WebAppSlotConfigurationNames").plain_inputs["appSettingNames"]
+    assert "SITELINE_SLOT" in sticky and "WEBSITE_RUN_FROM_PACKAGE" not in sticky
+
+
+def test_database_is_private_and_sized_per_role(stack: Evaluation) -> None:
+    server = stack.one(AZ + "dbforpostgresql:Server")
+    inputs = server.plain_inputs
+    live = stack.stack == "live"
+    assert inputs["network"]["publicNetworkAccess"] == "Disabled"
+    assert inputs["network"]["delegatedSubnetResourceId"].endswith("/subnets/database")
+    assert stack.of_type(AZ + "dbforpostgresql:FirewallRule") == []
+    assert inputs["backup"] == {"backupRetentionDays": 35.0 if live else 7.0, "geoRedundantBackup": "Disabled"}
+    assert inputs["highAvailability"]["mode"] == ("ZoneRedundant" if live else "Disabled")
+    assert inputs["sku"] == ({"name": "Standard_D2ds_v5", "tier": "GeneralPurpose"} if live
+                             else {"name": "Standard_B1ms", "tier": "Burstable"})
+    assert is_secret(server.inputs["administratorLoginPassword"])
+    assert "administratorLoginPassword" in server.additional_secret_outputs
+
+
+def test_live_protections_only_on_live(stack: Evaluation) -> None:
+    live = stack.stack == "live"
+    for kind in ("dbforpostgresql:Server", "keyvault:Vault", "web:AppServicePlan"):
+        assert stack.one(AZ + kind).protect is live, kind
+    locks = stack.of_type(AZ + "authorization:ManagementLockAtResourceGroupLevel")
+    assert [lock.plain_inputs["level"] for lock in locks] == (["CanNotDelete"] if live else [])
+    plan = stack.one(AZ + "web:AppServicePlan").plain_inputs["sku"]
+    assert plan == ({"name": "P1v3", "capacity": 2.0} if live else {"name": "S1", "capacity": 1.0})
+
+
+def test_live_serves_its_custom_domain_over_tls(live: Evaluation) -> None:
+    assert live.one(AZ + "web:WebAppHostNameBinding").plain_inputs["hostName"] == "www.example.com"
+    assert live.one(AZ + "web:Certificate").plain_inputs["canonicalName"] == "www.example.com"
+    assert live.named("-tls").plain_inputs["create"].endswith("azure-release.sh bind-tls")
+    assert live.plain_outputs["url"] == "https://www.example.com"
+
+
+def test_outputs_follow_the_contract(stack: Evaluation) -> None:
+    out = stack.plain_outputs
+    server = stack.one(AZ + "dbforpostgresql:Server")
+    host = f"{server.plain_inputs['serverName']}.postgres.database.azure.com"
+    assert out["database"] == {"engine": "postgres", "host": host, "port": 5432, "name": "site",
+                               "id": f"{server.name}-id"}
+    assert out["smtp"]["host"] == "smtp.example.com:587"
+    if stack.stack != "live":
+        assert out["url"] == f"https://{stack.one(AZ + 'web:WebApp').plain_inputs['name']}.azurewebsites.net"
+
+
+def test_no_secret_marker_in_plain_text(stack: Evaluation) -> None:
+    if stack.stack == "dev":
+        pytest.skip("dev on azure carries no user secrets; DATABASE_URL is checked below")
+    wrapped = json.dumps([r.inputs for r in stack.resources])
+    for marker in MARKER_VALUES:
+        assert marker in wrapped, f"{marker} never reached a resource: the scan below would prove nothing"
+        for resource in stack.resources:
+            assert marker not in plain_text(resource.inputs), f"{marker} in plain text in {resource.name}"
+        assert marker not in plain_text(stack.outputs)
+
+
+def test_generated_database_password_stays_secret(stack: Evaluation) -> None:
+    password = stack.one("random:index/randomPassword:RandomPassword").name
+    from tests.computed import stable
+    value = "pw" + stable(password, 30)
+    assert value in json.dumps([r.inputs for r in stack.resources])
+    assert all(value not in plain_text(r.inputs) for r in stack.resources)
+
+
+def test_a_package_that_does_not_match_its_sha256_fails(release: dict[str, str], dev_package: dict[str, str]) -> None:
+    tampered = {**release, "sha256": "0" * 64}
+    evaluation = evaluate("test", secrets=MARKERS, upstream=_upstream("test", tampered))
+    assert evaluation.error is not None and "hashes to" in str(evaluation.error)
+
+
+def _config(**changes: Any) -> StackConfig:
+    raw: dict[str, Any] = {"role": "test", "target": "azure", "hosting": {"instances": 1}, "database": {}}
+    for path, value in changes.items():
+        node = raw
+        *parents, leaf = path.split("__")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return StackConfig.model_validate(raw)
+
+
+@pytest.mark.parametrize(("changes", "path"), [
+    ({"hosting__size": "B1"}, "hosting.size"),
+    ({"hosting__size": "S1", "hosting__instances": 12}, "hosting.instances"),
+    ({"database__highAvailability": True}, "database.highAvailability"),
+    ({"database__storageGb": 40}, "database.storageGb"),
+    ({"database__backupRetentionDays": 3}, "database.backupRetentionDays"),
+    ({"site__start": "gunicorn --bind 127.0.0.1:8000 app:application"}, "site.start"),
+])
+def test_check_refuses_what_azure_cannot_do(changes: dict[str, Any], path: str) -> None:
+    hosting = azure.HOSTING(location="westeurope")
+    assert [p for p, _, _ in azure.check(_config(), hosting)] == []
+    assert [p for p, _, _ in azure.check(_config(**changes), hosting)] == [path]
+
+
+def test_missing_location_and_smtp_host_fail_at_preview(dev_package: dict[str, str]) -> None:
+    evaluation = evaluate("dev", overrides={"siteline:target": "azure"})
+    message = str(evaluation.error)
+    assert "hosting.azure.location" in message and "smtp.host" in message
+    assert not any(r.type.startswith(AZ) for r in evaluation.resources)
+
+
+def test_default_start_command_listens_on_all_interfaces() -> None:
+    default = StackConfig.model_fields["site"].default.start
+    assert rules.start_command(default, default).startswith("gunicorn --bind 0.0.0.0:${PORT}")
+    assert rules.start_command("custom", default) == "custom"
+
+
+def test_script_is_where_the_command_runs_it() -> None:
+    assert Path(azure.SCRIPT).is_file()
