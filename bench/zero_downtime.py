@@ -110,7 +110,8 @@ class Bench:
             try:
                 self.replayer.up(self.stack.evaluate(self.releases[version]))
             except StepError as failed:
-                return "rejected: " + failed.stderr.strip().splitlines()[-1].removeprefix("[siteline] error: ")[:60]
+                reason = "health check failed" if "health check" in failed.stderr else f"exit {failed.code}"
+                return f"rejected ({reason}); {health(self.stack.url)[1].get('release')} kept serving"
             return f"serving {health(self.stack.url)[1].get('release')}"
         return release
 
@@ -147,7 +148,7 @@ def table(windows: list[Window]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Zero-downtime benchmark of the vps target on the rig.")
     parser.add_argument("--connections", type=int, default=30)
     parser.add_argument("--seconds", type=int, default=15, help="length of each load window (default 15)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The vps target's blue/green release, run as root over SSH.
+# `deploy` reads the site's environment file on stdin (it holds secrets: never on a command line,
+# never printed), verifies the staged package against its sha256, unpacks it to releases/<version>,
+# migrates, starts the idle colour, health-checks it on its own port, switches nginx's upstream with
+# a graceful reload, drains and stops the old colour, and keeps the last KEEP releases.
+# Until the switch nothing touches the serving colour, so any failure leaves it serving.
+# `remove` stops both colours and removes every release.
+set -euo pipefail
+# shellcheck source=vps-lib.sh
+. "$(dirname "$0")/vps-lib.sh"
+
+: "${APP_USER:?}" "${BASE:?}" "${BLUE_PORT:?}" "${GREEN_PORT:?}"
+STATE=/etc/siteline
+UPSTREAM=/etc/nginx/siteline-upstream.conf
+
+port_of() { if [ "$1" = blue ]; then echo "$BLUE_PORT"; else echo "$GREEN_PORT"; fi; }
+other() { if [ "$1" = blue ]; then echo green; else echo blue; fi; }
+
+# wait_for_drain SECONDS: nginx workers still finishing requests sent to the old upstream.
+wait_for_drain() {
+  local deadline=$((SECONDS + $1))
+  # "dow[n]": this script's own command line holds the pattern, and must not match it.
+  while pgrep -f 'nginx: worker process is shutting dow[n]' >/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      step "nginx workers still draining after $1 s; stopping the old colour anyway"
+      return
+    fi
+    sleep 0.2
+  done
+}
+
+fetch_package() {
+  local package=$1 actual
+  if [ -s "$package" ] && [ "$(sha256sum "$package" | cut -d' ' -f1)" = "$SHA256" ]; then
+    return
+  fi
+  [ -e "$STAGED" ] || fail "the package is not staged at $STAGED; nothing changed"
+  if [[ $STAGED == *.url ]]; then
+    local url
+    url=$(head -n 1 "$STAGED")
+    step "downloading $url"
+    curl -fsSL --proto =https --retry 3 -o "$package.part" "$url" || fail "could not download $url; nothing changed"
+  else
+    cp "$STAGED" "$package.part"
+  fi
+  # The copy is root's: checking it (not the staged file its owner could still change) closes the gap.
+  actual=$(sha256sum "$package.part" | cut -d' ' -f1)
+  if [ "$actual" != "$SHA256" ]; then
+    rm -f "$package.part"
+    fail "the package has sha256 $actual, expected $SHA256; nothing changed, ${SERVING:-no release} keeps serving"
+  fi
+  mv -f "$package.part" "$package"
+}
+
+unpack() {
+  local package=$1 target=$2
+  [ "$(cat "$target/.siteline-sha256" 2>/dev/null)" != "$SHA256" ] || return 0
+  if [ "$SERVING" = "$VERSION" ]; then
+    fail "release $VERSION is serving with different contents; give the new package a new version"
+  fi
+  step "unpacking $VERSION into $target"
+  rm -rf "$target.new"
+  mkdir -p "$target.new"
+  python3 -m zipfile -e "$package" "$target.new"
+  echo "$SHA256" >"$target.new/.siteline-sha256"
+  # Read-only to the app user: a release is immutable on the server too.
+  chown -R root:root "$target.new"
+  chmod -R u=rwX,go=rX "$target.new"
+  rm -rf "$target"
+  mv "$target.new" "$target"
+}
+
+prune() {
+  local keep=$1 target=$2 kept=0 dir
+  local -a keep_sha=()
+  while IFS= read -r dir; do
+    dir=${dir%/}
+    if [ "$dir" = "$target" ] || [ "$kept" -lt "$keep" ]; then
+      kept=$((kept + 1))
+      keep_sha+=("$(cat "$dir/.siteline-sha256" 2>/dev/null || true)")
+      continue
+    fi
+    step "removing old release ${dir##*/}"
+    rm -rf "$dir"
+  done < <(ls -1dt "$BASE"/releases/*/ 2>/dev/null)
+  local package name
+  for package in "$BASE"/packages/*.zip; do
+    [ -e "$package" ] || continue
+    name=${package##*/}
+    [[ " ${keep_sha[*]} " == *" ${name%.zip} "* ]] || rm -f "$package"
+  done
+}
+
+deploy() {
+  require_root
+  : "${VERSION:?}" "${SHA256:?}" "${STAGED:?}" "${SITE_START:?}" "${SITE_MIGRATE:?}" "${HEALTH_PATH:?}"
+  : "${HTTP_PORT:?}" "${KEEP:?}" "${HEALTH_TIMEOUT:?}" "${DRAIN_TIMEOUT:?}"
+  if [ ! -d "$STATE" ] || [ ! -f "$UPSTREAM" ]; then
+    fail "the server is not bootstrapped ($STATE or $UPSTREAM is missing)"
+  fi
+  exec 9>"$STATE/.release.lock"
+  flock -n 9 || fail "another release is running on this server"
+
+  local incoming run
+  incoming=$(mktemp "$STATE/.incoming.XXXXXX")
+  run=$(mktemp "$STATE/.run.XXXXXX")
+  # shellcheck disable=SC2064 # expand now: the paths are local to this function
+  trap "rm -f '$incoming' '$run'" EXIT
+  cat >"$incoming"
+  [ -s "$incoming" ] || fail "no environment file on stdin"
+
+  local target="$BASE/releases/$VERSION" active="" identity="$VERSION $SHA256"
+  [ ! -s "$STATE/active" ] || active=$(cat "$STATE/active")
+  SERVING=""
+  [ -z "$active" ] || SERVING=$(cut -d' ' -f1 "$STATE/$active.release" 2>/dev/null || true)
+  printf '#!/bin/bash\n# Siteline release %s (sha256 %s)\ncd %q || exit 1\nexec bash -c %q\n' \
+    "$VERSION" "$SHA256" "$target" "$SITE_START" >"$run"
+  local nginx_url="http://${LISTEN_ADDRESS:-127.0.0.1}:$HTTP_PORT$HEALTH_PATH"
+
+  if [ -n "$active" ] && [ "$(cat "$STATE/$active.release" 2>/dev/null)" = "$identity" ] &&
+     cmp -s "$incoming" "$STATE/$active.env" && cmp -s "$run" "$STATE/$active.run" &&
+     grep -qx "server 127.0.0.1:$(port_of "$active");" "$UPSTREAM" &&
+     systemctl is-active --quiet "siteline@$active" && healthy "$nginx_url" "$VERSION" 5 2>/dev/null; then
+    rm -f "$STAGED"
+    step "release $VERSION is already serving ($active) with this configuration; nothing to do"
+    return
+  fi
+
+  local idle port
+  idle=$(other "${active:-green}")
+  port=$(port_of "$idle")
+  step "release $VERSION goes to the idle colour $idle (127.0.0.1:$port); ${SERVING:-nothing} is serving${active:+ from $active}"
+
+  step "verifying the package sha256"
+  fetch_package "$BASE/packages/$SHA256.zip"
+  rm -f "$STAGED"
+  unpack "$BASE/packages/$SHA256.zip" "$target"
+  touch "$target"
+
+  if systemctl is-active --quiet "siteline@$idle"; then
+    step "stopping a leftover $idle instance"
+    systemctl stop "siteline@$idle"
+  fi
+  install_file "$STATE/$idle.env" "root:$APP_USER" 640 <"$incoming"
+  install_file "$STATE/$idle.run" "root:$APP_USER" 640 <"$run"
+  install_file "$STATE/$idle.release" root:root 644 <<<"$identity"
+
+  step "running migrations"
+  # shellcheck disable=SC2016 # the inner script expands its own positional arguments
+  if ! runuser -u "$APP_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$BASE" LANG=C.UTF-8 \
+      bash -c 'set -a; . "$1"; set +a; cd "$2" && exec bash -c "$3"' _ "$STATE/$idle.env" "$target" "$SITE_MIGRATE"; then
+    fail "migrations of $VERSION failed; ${SERVING:-no release} keeps serving"
+  fi
+
+  step "starting $VERSION as siteline@$idle"
+  systemctl reset-failed "siteline@$idle" 2>/dev/null || true
+  local started
+  started=$(date +%s)
+  systemctl start "siteline@$idle"
+  if ! healthy "http://127.0.0.1:$port$HEALTH_PATH" "$VERSION" "$HEALTH_TIMEOUT"; then
+    journalctl -u "siteline@$idle" --since "@$started" -n 15 --no-pager -o cat >&2 || true
+    systemctl stop "siteline@$idle"
+    fail "release $VERSION failed its health check on 127.0.0.1:$port$HEALTH_PATH; ${SERVING:-no release} keeps serving"
+  fi
+  step "siteline@$idle is healthy"
+
+  step "switching nginx to $idle"
+  local previous
+  previous=$(cat "$UPSTREAM")
+  install_file "$UPSTREAM" root:root 644 <<<"server 127.0.0.1:$port;"
+  if ! nginx -t -q 2>/dev/null; then
+    install_file "$UPSTREAM" root:root 644 <<<"$previous"
+    systemctl stop "siteline@$idle"
+    fail "nginx refused the switch to $idle (nginx -t); ${SERVING:-no release} keeps serving"
+  fi
+  # A graceful reload: new workers take new connections, old ones finish what they started.
+  systemctl reload nginx
+  healthy "$nginx_url" "$VERSION" 30 || fail "nginx still does not serve $VERSION after the reload"
+  printf '%s\n' "$idle" >"$STATE/active.new"
+  mv -f "$STATE/active.new" "$STATE/active"
+  ln -sfn "$target" "$BASE/current.new"
+  mv -T "$BASE/current.new" "$BASE/current"
+  systemctl enable --quiet "siteline@$idle"
+
+  if [ -n "$active" ]; then
+    step "draining $active, then stopping it"
+    wait_for_drain "$DRAIN_TIMEOUT"
+    systemctl disable --quiet --now "siteline@$active"
+  fi
+  prune "$KEEP" "$target"
+  step "release $VERSION is serving from $idle"
+}
+
+remove() {
+  require_root
+  local colour
+  for colour in blue green; do
+    step "stopping siteline@$colour"
+    systemctl disable --quiet --now "siteline@$colour" 2>/dev/null || true
+    rm -f "$STATE/$colour.env" "$STATE/$colour.run" "$STATE/$colour.release"
+  done
+  rm -f "$STATE/active" "$STATE/.release.lock" "$BASE/current"
+  step "removing releases and packages"
+  rm -rf "${BASE:?}"/releases/* "${BASE:?}"/packages/* "${BASE:?}"/staging/*
+  step "site removed"
+}
+
+case "${1:-}" in
+  deploy) deploy ;;
+  remove) remove ;;
+  *) fail "usage: vps-release.sh deploy|remove" ;;
+esac

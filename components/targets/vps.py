@@ -1,0 +1,199 @@
+"""Target `vps`: a Debian/Ubuntu server over SSH, with blue/green releases behind nginx under systemd."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi_random as random
+from pulumi_command import remote
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.targets import Problem, TargetArgs
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+MAIL_SINK = SCRIPTS / "mailsink.py"
+BUILTIN_MAIL_SINK = True
+NEEDS_SSH_KEY = True
+
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_PATTERN = rf"^({LABEL}(\.{LABEL})*|\[[0-9A-Fa-f:.]+\])$"
+# An authorized_keys-style public key line, as `ssh-keyscan` or /etc/ssh/ssh_host_*_key.pub give it.
+HOST_KEY_PATTERN = r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$"
+PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+$"
+# The library every script sources; vps.py inlines it where the scripts source it.
+LIBRARY_LINE = re.compile(r'^\. "\$\(dirname "\$0"\)/vps-lib\.sh"$', re.MULTILINE)
+
+
+class HOSTING(BaseModel):
+    """`siteline:hosting.vps`: the server, how to reach it (host key pinned) and the ports it gives the site."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    host: str = Field(max_length=253, pattern=HOST_PATTERN)
+    user: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    port: int = Field(default=22, ge=1, le=65535)
+    host_key: str = Field(alias="hostKey", pattern=HOST_KEY_PATTERN)
+    app_user: str = Field(default="siteline", alias="appUser", pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    base_path: str = Field(default="/srv/siteline", alias="basePath", pattern=PATH_PATTERN)
+    http_port: int = Field(default=80, alias="httpPort", ge=1, le=65535)
+    listen_address: Optional[str] = Field(default=None, alias="listenAddress",
+                                          pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
+    blue_port: int = Field(default=8001, alias="bluePort", ge=1024, le=65535)
+    green_port: int = Field(default=8002, alias="greenPort", ge=1024, le=65535)
+    mail_port: int = Field(default=2525, alias="mailPort", ge=1024, le=65535)
+    db_port: int = Field(default=5432, alias="dbPort", ge=1024, le=65535)
+    keep_releases: int = Field(default=3, alias="keepReleases", ge=1, le=50)
+    health_timeout: int = Field(default=60, alias="healthTimeout", ge=5, le=900)
+    drain_timeout: int = Field(default=30, alias="drainTimeout", ge=0, le=600)
+
+
+def check(config: Any, hosting: HOSTING) -> list[Problem]:
+    """What one server cannot promise."""
+    found: list[Problem] = []
+    if config.hosting.instances != 1:
+        found.append(("hosting.instances", f"is {config.hosting.instances}, but the vps target is one server "
+                      "(blue/green runs a second instance only during a release)",
+                      "pulumi config set --path siteline:hosting.instances 1, or use the azure or aws target"))
+    if config.database.high_availability:
+        found.append(("database.highAvailability", "is not available on the vps target (one PostgreSQL on one server)",
+                      "pulumi config set --path siteline:database.highAvailability false"))
+    ports = {"hosting.vps.httpPort": hosting.http_port, "hosting.vps.bluePort": hosting.blue_port,
+             "hosting.vps.greenPort": hosting.green_port, "hosting.vps.dbPort": hosting.db_port}
+    if config.smtp.mode == "sink":
+        ports["hosting.vps.mailPort"] = hosting.mail_port
+    if len(set(ports.values())) != len(ports):
+        found.append(("hosting.vps", f"uses one port twice ({', '.join(f'{k}={v}' for k, v in ports.items())})",
+                      "give each of these ports its own value"))
+    return found
+
+
+def script(name: str) -> str:
+    """A script with the shared library inlined: each command carries all it runs, so a `delete`
+    replayed from old state never depends on files a newer release left (or removed) on the server."""
+    library = (SCRIPTS / "vps-lib.sh").read_text()
+    return LIBRARY_LINE.sub(lambda _: library, (SCRIPTS / name).read_text(), count=1)
+
+
+def command_line(name: str, action: str, params: Mapping[str, str], sudo: bool) -> str:
+    """`env K=V … bash -c SCRIPT name action`. Parameters ride on the command line because a stock
+    sshd drops `environment` (AcceptEnv LANG LC_*); none of them is secret, secrets go on stdin."""
+    assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in sorted(params.items()))
+    prefix = "sudo -n " if sudo else ""
+    return f"{prefix}env {assignments} bash -c {shlex.quote(script(name))} {name} {action}"
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Target(pulumi.ComponentResource):
+    url: pulumi.Output[str]
+    database: pulumi.Output[dict[str, Any]]
+    smtp: pulumi.Output[dict[str, Any]]
+
+    def __init__(self, name: str, args: TargetArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("siteline:targets:Vps", name, None, opts)
+        settings = args.settings
+        cfg = settings.config
+        hosting: HOSTING = settings.target_hosting
+        child = pulumi.ResourceOptions(parent=self)
+        sudo = hosting.user != "root"
+        base = hosting.base_path
+
+        # The whole connection is secret (it holds the private key); the host key is pinned, so a
+        # server answering with another key is refused instead of being trusted on first use.
+        connection = pulumi.Output.secret(remote.ConnectionArgs(
+            host=hosting.host.strip("[]"), port=hosting.port, user=hosting.user,
+            private_key=settings.secrets.ssh_private_key, host_key=hosting.host_key))
+
+        def run(resource: str, script_name: str, create: Mapping[str, pulumi.Input[str]], delete: Mapping[str, str],
+                stdin: Optional[pulumi.Output[str]], depends_on: list[pulumi.Resource]) -> remote.Command:
+            keys = sorted(create)
+            up, down = ACTIONS[script_name]
+            create_line = pulumi.Output.all(*[create[k] for k in keys]).apply(
+                lambda values: command_line(script_name, up, dict(zip(keys, values, strict=True)), sudo))
+            return remote.Command(
+                f"{name}-{resource}", connection=connection, create=create_line,
+                delete=command_line(script_name, down, delete, sudo), stdin=stdin,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
+                                            additional_secret_outputs=["stdout", "stderr"]))
+
+        password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=child)
+        db = cfg.database
+        server = {"APP_USER": hosting.app_user, "BASE": base, "BLUE_PORT": str(hosting.blue_port),
+                  "GREEN_PORT": str(hosting.green_port)}
+        bootstrap_params = {
+            **server, "SSH_USER": hosting.user, "HTTP_PORT": str(hosting.http_port),
+            "LISTEN_ADDRESS": hosting.listen_address or "", "SERVER_NAME": cfg.hosting.domain or "_",
+            "DB_PORT": str(hosting.db_port), "DB_NAME": db.name, "DB_VERSION": db.version,
+            "DB_RETAIN": "true" if db.retain_on_destroy else "false", "BACKUP_DAYS": str(db.backup_retention_days),
+        }
+        bootstrap = run("bootstrap", "vps-bootstrap.sh", bootstrap_params, bootstrap_params,
+                        stdin=pulumi.Output.secret(password.result.apply(lambda p: p + "\n")), depends_on=[])
+        database_url = pulumi.Output.secret(pulumi.Output.concat(
+            f"postgresql://{hosting.app_user}:", password.result, f"@127.0.0.1:{hosting.db_port}/{db.name}"))
+
+        release_depends: list[pulumi.Resource] = [bootstrap]
+        mail_plain: dict[str, pulumi.Input[str]] = {}
+        if cfg.smtp.mode == "sink":
+            sink_sha256 = _file_sha256(MAIL_SINK)
+            staged_sink = f"{base}/staging/mailsink-{sink_sha256}.py"
+            sink_copy = remote.CopyToRemote(
+                f"{name}-mail-sink-copy", connection=connection, source=pulumi.FileAsset(str(MAIL_SINK)),
+                remote_path=staged_sink, opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
+            mail_params = {"APP_USER": hosting.app_user, "BASE": base, "MAIL_PORT": str(hosting.mail_port)}
+            mail = run("mail-sink", "vps-mail.sh",
+                       {**mail_params, "STAGED": staged_sink, "MAILSINK_SHA256": sink_sha256}, mail_params,
+                       stdin=None, depends_on=[sink_copy])
+            release_depends.append(mail)
+            mail_plain = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(hosting.mail_port)}
+        app_config = args.app_config.extended(plain=mail_plain, secret={"DATABASE_URL": database_url})
+
+        release = args.release
+        # The package travels under its sha256, so two releases never share a staging path.
+        staged = pulumi.Output.all(release.package, release.sha256).apply(
+            lambda ps: f"{base}/staging/{ps[1]}{'.url' if ps[0].startswith('https://') else '.zip'}")
+        package_copy = remote.CopyToRemote(
+            f"{name}-package", connection=connection,
+            source=release.package.apply(self._asset(settings.project_dir)), remote_path=staged,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
+        release_params: dict[str, pulumi.Input[str]] = {
+            **server, "VERSION": release.version, "SHA256": release.sha256, "STAGED": staged,
+            "SITE_START": cfg.site.start, "SITE_MIGRATE": cfg.site.migrate, "HEALTH_PATH": cfg.site.health_path,
+            "HTTP_PORT": str(hosting.http_port), "LISTEN_ADDRESS": hosting.listen_address or "",
+            "KEEP": str(hosting.keep_releases), "HEALTH_TIMEOUT": str(hosting.health_timeout),
+            "DRAIN_TIMEOUT": str(hosting.drain_timeout),
+        }
+        # The env file holds secrets: it goes on stdin, never on the command line or as `environment`.
+        deploy = run("release", "vps-release.sh", release_params, server, stdin=app_config.env_file(),
+                     depends_on=[*release_depends, package_copy])
+
+        public_host = cfg.hosting.domain or hosting.host
+        port_suffix = "" if hosting.http_port == 80 else f":{hosting.http_port}"
+        # The URL waits for the release command, so consumers only see it once the site answers.
+        self.url = deploy.id.apply(lambda _: f"http://{public_host}{port_suffix}")
+        self.database = bootstrap.id.apply(lambda _: {
+            "engine": "postgres", "host": hosting.host, "port": hosting.db_port, "name": db.name,
+            "id": f"ssh://{hosting.user}@{hosting.host}:{hosting.port}/{db.name}"})
+        smtp_host = f"127.0.0.1:{hosting.mail_port}" if cfg.smtp.mode == "sink" else f"{cfg.smtp.host}:{cfg.smtp.port}"
+        self.smtp = pulumi.Output.from_input({"host": smtp_host, "mode": cfg.smtp.mode})
+        self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
+
+    @staticmethod
+    def _asset(project_dir: Path) -> Any:
+        def asset(package: str) -> pulumi.Asset:
+            # An https package is fetched by the server itself; what travels is its URL.
+            if package.startswith("https://"):
+                return pulumi.StringAsset(package + "\n")
+            return pulumi.FileAsset(str((project_dir / package).resolve()))
+        return asset
+
+
+# (create action, delete action) of each script.
+ACTIONS = {"vps-bootstrap.sh": ("up", "down"), "vps-mail.sh": ("up", "down"), "vps-release.sh": ("deploy", "remove")}

@@ -1,0 +1,174 @@
+"""Target vps under mocks: a secret connection with a pinned host key, secrets only on stdin, clear config errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.targets import vps
+from tests.conftest import MARKER_VALUES, MARKERS, build_package
+from tests.harness import Evaluation, evaluate, is_secret, plain_text
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJv0dmVyeWZha2VrZXlmb3J0ZXN0c29ubHkwMDAw root@vps"
+SSH_KEY_MARKER = "MARKER-ssh-private-key-5e11"
+HOSTING = {"host": "203.0.113.10", "hostKey": HOST_KEY}
+LIVE_ON_ONE_SERVER = {"siteline:target": "vps", "siteline:hosting.azure": None, "siteline:hosting.size": None,
+                      "siteline:hosting.instances": 1, "siteline:database.highAvailability": False}
+REMOTE = ("command:remote:Command", "command:remote:CopyToRemote")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return build_package("1.4.0", tmp_path_factory.mktemp("vps-unit"))
+
+
+def live(release: dict[str, str], hosting: dict[str, Any] | None = None, **overrides: Any) -> Evaluation:
+    return evaluate(
+        "live", overrides={**LIVE_ON_ONE_SERVER, "siteline:hosting.vps": {**HOSTING, **(hosting or {})}, **overrides},
+        secrets={**MARKERS, "siteline:sshPrivateKey": SSH_KEY_MARKER},
+        upstream={"organization/siteline/test": {"release": release, "verifiedRelease": release, "contract": 1}})
+
+
+@pytest.fixture(scope="module")
+def evaluated(release: dict[str, str]) -> Evaluation:
+    evaluation = live(release)
+    assert evaluation.error is None, evaluation.error
+    return evaluation
+
+
+def remote_resources(evaluation: Evaluation) -> list[Any]:
+    return [r for r in evaluation.resources if r.type in REMOTE]
+
+
+def test_every_remote_resource_has_a_secret_connection_with_the_pinned_host_key(evaluated: Evaluation) -> None:
+    found = remote_resources(evaluated)
+    assert {r.name for r in found} == {"live-vps-bootstrap", "live-vps-package", "live-vps-release"}
+    for resource in found:
+        connection = resource.inputs["connection"]
+        assert is_secret(connection), f"{resource.name}: the connection is not secret as a whole"
+        plain = resource.plain_inputs["connection"]
+        assert plain["hostKey"] == HOST_KEY and plain["host"] == "203.0.113.10" and plain["port"] == 22
+        assert plain["privateKey"] == SSH_KEY_MARKER and plain["user"] == "root"
+
+
+def test_no_secret_in_plain_text(evaluated: Evaluation) -> None:
+    markers = [*MARKER_VALUES, SSH_KEY_MARKER]
+    for resource in evaluated.resources:
+        visible = plain_text(resource.inputs)
+        for marker in markers:
+            assert marker not in visible, f"{marker} in plain text in {resource.name}"
+    assert all(marker not in plain_text(evaluated.outputs) for marker in markers)
+    # The database password (generated) reaches the release only inside the secret env file.
+    assert "postgresql://" not in plain_text([r.inputs for r in evaluated.resources])
+
+
+def test_secrets_travel_on_stdin_and_never_on_a_command_line(evaluated: Evaluation) -> None:
+    release = evaluated.named("-vps-release")
+    assert is_secret(release.inputs["stdin"])
+    env_file = release.plain_inputs["stdin"]
+    for marker in MARKER_VALUES:
+        assert marker in env_file
+    assert "DATABASE_URL=\"postgresql://siteline:pw" in env_file
+    for resource in evaluated.of_type("command:remote:Command"):
+        # `environment` would be dropped by a stock sshd (AcceptEnv LANG LC_*): parameters go in the command.
+        assert "environment" not in resource.inputs, resource.name
+        for step in ("create", "delete"):
+            line = resource.plain_inputs[step]
+            assert not any(m in line for m in [*MARKER_VALUES, SSH_KEY_MARKER, "postgresql://"]), (resource.name, step)
+    assert is_secret(evaluated.named("-vps-bootstrap").inputs["stdin"])
+    assert {"stdout", "stderr"} <= set(evaluated.named("-vps-release").additional_secret_outputs)
+
+
+def test_the_release_command_carries_version_sha256_and_staged_path(evaluated: Evaluation,
+                                                                     release: dict[str, str]) -> None:
+    create = evaluated.named("-vps-release").plain_inputs["create"]
+    staged = f"/srv/siteline/staging/{release['sha256']}.zip"
+    assert "VERSION=1.4.0 " in create and f"SHA256={release['sha256']} " in create and f"STAGED={staged} " in create
+    assert create.endswith(" vps-release.sh deploy")
+    copy = evaluated.named("-vps-package")
+    assert copy.plain_inputs["remotePath"] == staged
+    assert copy.plain_inputs["source"]["path"] == str(Path(release["package"]).resolve())
+    release_resource = evaluated.named("-vps-release")
+    assert copy.urn in release_resource.dependencies
+    assert evaluated.named("-vps-bootstrap").urn in release_resource.dependencies
+
+
+def test_outputs(evaluated: Evaluation) -> None:
+    outputs = evaluated.plain_outputs
+    assert outputs["url"] == "http://www.example.com"
+    assert outputs["database"] == {"engine": "postgres", "host": "203.0.113.10", "port": 5432, "name": "site",
+                                   "id": "ssh://root@203.0.113.10:22/site"}
+    assert outputs["smtp"] == {"host": "smtp.example.com:587", "mode": "deliver"}
+
+
+def test_sink_mode_adds_the_mail_sink_and_points_the_site_at_it(release: dict[str, str]) -> None:
+    evaluation = live(release, {"httpPort": 8080, "mailPort": 2600}, **{"siteline:smtp.mode": "sink",
+                                                                        "siteline:hosting.domain": None})
+    assert evaluation.error is None, evaluation.error
+    names = {r.name for r in remote_resources(evaluation)}
+    assert {"live-vps-mail-sink-copy", "live-vps-mail-sink"} <= names
+    assert 'SMTP_HOST="127.0.0.1"' in evaluation.named("-vps-release").plain_inputs["stdin"]
+    assert 'SMTP_PORT="2600"' in evaluation.named("-vps-release").plain_inputs["stdin"]
+    assert evaluation.plain_outputs["url"] == "http://203.0.113.10:8080"
+    assert evaluation.plain_outputs["smtp"] == {"host": "127.0.0.1:2600", "mode": "sink"}
+
+
+def test_a_non_root_user_runs_the_scripts_through_sudo(release: dict[str, str]) -> None:
+    evaluation = live(release, {"user": "deploy", "port": 2222})
+    assert evaluation.error is None, evaluation.error
+    for resource in evaluation.of_type("command:remote:Command"):
+        assert resource.plain_inputs["create"].startswith("sudo -n env ")
+        assert resource.plain_inputs["connection"]["user"] == "deploy"
+    assert "SSH_USER=deploy" in evaluation.named("-vps-bootstrap").plain_inputs["create"]
+    assert evaluation.plain_outputs["database"]["id"] == "ssh://deploy@203.0.113.10:2222/site"
+
+
+def test_retain_on_destroy_reaches_the_delete_command() -> None:
+    evaluation = evaluate("dev", overrides={"siteline:target": "vps", "siteline:hosting.vps": HOSTING,
+                                            "siteline:database.retainOnDestroy": False},
+                          secrets={"siteline:sshPrivateKey": SSH_KEY_MARKER})
+    assert evaluation.error is None, evaluation.error
+    delete = evaluation.named("-vps-bootstrap").plain_inputs["delete"]
+    assert "DB_RETAIN=false" in delete and delete.endswith(" vps-bootstrap.sh down")
+
+
+@pytest.mark.parametrize(("overrides", "hosting", "expected"), [
+    ({"siteline:hosting.instances": 2}, {}, "hosting.instances"),
+    ({"siteline:database.highAvailability": True}, {}, "database.highAvailability"),
+    ({}, {"bluePort": 8002}, "uses one port twice"),
+    ({}, {"hostKey": None}, "hosting.vps.hostKey"),
+    ({}, {"hostKey": "not a key"}, "hosting.vps.hostKey"),
+])
+def test_config_errors_are_clear(release: dict[str, str], overrides: dict[str, Any], hosting: dict[str, Any],
+                                 expected: str) -> None:
+    block = {k: v for k, v in {**HOSTING, **hosting}.items() if v is not None}
+    evaluation = evaluate("live", overrides={**LIVE_ON_ONE_SERVER, "siteline:hosting.vps": block, **overrides},
+                          secrets={**MARKERS, "siteline:sshPrivateKey": SSH_KEY_MARKER},
+                          upstream={"organization/siteline/test": {"release": release, "verifiedRelease": release}})
+    assert evaluation.error is not None and expected in str(evaluation.error)
+    assert not evaluation.of_type("command:remote:Command")
+
+
+def test_a_missing_ssh_key_is_reported(release: dict[str, str]) -> None:
+    evaluation = evaluate("live", overrides={**LIVE_ON_ONE_SERVER, "siteline:hosting.vps": HOSTING},
+                          secrets=MARKERS, upstream={"organization/siteline/test": {
+                              "release": release, "verifiedRelease": release}})
+    assert evaluation.error is not None and "sshPrivateKey" in str(evaluation.error)
+
+
+def test_commands_carry_their_whole_script() -> None:
+    """A delete replayed from old state must not depend on files on the server: the library is inlined."""
+    line = vps.command_line("vps-release.sh", "remove", {"BASE": "/srv/site line"}, sudo=False)
+    assert "BASE='/srv/site line'" in line and "healthy() {" in line and "vps-lib.sh\"" not in line
+    assert line.endswith(" vps-release.sh remove")
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_scripts_are_shellcheck_clean() -> None:
+    scripts = sorted(str(p.name) for p in vps.SCRIPTS.glob("vps-*.sh"))
+    done = subprocess.run(["shellcheck", "-x", *scripts], cwd=vps.SCRIPTS, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout

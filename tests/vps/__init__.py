@@ -1,0 +1,1 @@
+"""The vps target against the rig: its command resources replayed over SSH, checked through nginx."""

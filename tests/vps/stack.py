@@ -1,0 +1,123 @@
+"""A live stack with target vps pointed at the rig: packages, ports, evaluation, HTTP probes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import MARKERS, build_package
+from tests.harness import REPO, Evaluation, evaluate
+from tests.rig.ssh import Connection
+
+SITE = REPO / "examples" / "site"
+HEALTHZ = "    def healthz(self, environ: Mapping[str, Any]) -> Response:\n"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports below the ephemeral range (the rig shares the host's network)."""
+    found: list[int] = []
+    sockets = []
+    try:
+        for port in range(33000, 34000):
+            probe = socket.socket()
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                probe.close()
+                continue
+            sockets.append(probe)
+            found.append(port)
+            if len(found) == count:
+                return found
+    finally:
+        for probe in sockets:
+            probe.close()
+    raise RuntimeError(f"fewer than {count} free ports in 33000-34000")
+
+
+def build_releases(out: Path) -> dict[str, dict[str, str]]:
+    """v1 and v2 of the example site, and v3 whose health check always fails (503)."""
+    broken = out / "broken-site"
+    shutil.copytree(SITE, broken, ignore=shutil.ignore_patterns("__pycache__", "dist"), dirs_exist_ok=True)
+    app = (broken / "app.py").read_text()
+    assert HEALTHZ in app, "examples/site/app.py changed: update HEALTHZ in tests/vps/stack.py"
+    (broken / "app.py").write_text(app.replace(HEALTHZ, HEALTHZ + (
+        '        return json_response(503, {"status": "error", "release": self.config.release,'
+        ' "reason": "v3 is broken on purpose"})\n'), 1))
+    return {
+        "v1": build_package("1.0.0", out),
+        "v2": build_package("1.1.0", out),
+        "v3": build_package("1.2.0", out, source=broken),
+    }
+
+
+@dataclass
+class RigStack:
+    """The live stack, target vps, on a server reached at `connection`."""
+
+    connection: Connection
+    http_port: int
+    blue_port: int
+    green_port: int
+    mail_port: int
+    db_port: int
+    health_timeout: int = 20
+    drain_timeout: int = 10
+
+    @classmethod
+    def on(cls, connection: Connection) -> RigStack:
+        return cls(connection, *free_ports(5))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def hosting(self) -> dict[str, Any]:
+        return {
+            "host": self.connection.host, "port": self.connection.port, "user": self.connection.user,
+            "hostKey": self.connection.host_key, "httpPort": self.http_port, "listenAddress": "127.0.0.1",
+            "bluePort": self.blue_port, "greenPort": self.green_port, "mailPort": self.mail_port,
+            "dbPort": self.db_port, "healthTimeout": self.health_timeout, "drainTimeout": self.drain_timeout,
+        }
+
+    def evaluate(self, release: dict[str, str]) -> Evaluation:
+        """`live` promoted from test, which verified `release`; one server, mail caught by the sink."""
+        evaluation = evaluate(
+            "live",
+            overrides={
+                "siteline:target": "vps", "siteline:hosting.vps": self.hosting(),
+                "siteline:hosting.azure": None, "siteline:hosting.size": None, "siteline:hosting.instances": 1,
+                "siteline:hosting.domain": None, "siteline:database.highAvailability": False,
+                "siteline:database.version": "15", "siteline:database.size": None,
+                "siteline:smtp.mode": "sink",
+            },
+            secrets={**MARKERS, "siteline:sshPrivateKey": self.connection.private_key},
+            upstream={"organization/siteline/test": {"release": release, "verifiedRelease": release, "contract": 1}},
+        )
+        assert evaluation.error is None, f"live with target vps failed to evaluate: {evaluation.error}"
+        return evaluation
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body) of a GET; (0, error) when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, answer.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except OSError as error:
+        return 0, str(error)
+
+
+def health(url: str) -> tuple[int, Any]:
+    status, body = get(url + "/healthz")
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
