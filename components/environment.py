@@ -22,6 +22,8 @@ class Environment(pulumi.ComponentResource):
     def __init__(self, name: str, args: EnvironmentArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         settings = args.settings
         cfg = settings.config
+        # Resolved before anything is declared: a refused promotion registers nothing.
+        self.release = release.resolve(settings)
         # The guardrail facts, as component inputs: the policy pack reads them from here.
         super().__init__("siteline:index:Environment", name, {
             "role": cfg.role, "target": cfg.target, "smtpMode": cfg.smtp.mode,
@@ -30,7 +32,6 @@ class Environment(pulumi.ComponentResource):
         }, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.release = release.resolve(settings, child)
         app_config = appconfig.build(settings, self.release)
         target_module = targets.load(settings.target)
         site: targets.SiteTarget = target_module.Target(

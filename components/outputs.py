@@ -60,6 +60,7 @@ class SiteOutputs:
     verified_release: Optional[ReleaseRef]
     database: DatabaseRef
     smtp_host: str
+    smtp_port: int
     smtp_mode: str
     contract: int
 
@@ -74,7 +75,8 @@ class SiteOutputs:
             verified_release=ReleaseRef(**verified) if verified else None,
             database=DatabaseRef(engine=database["engine"], host=database["host"], port=int(database["port"]),
                                  name=database["name"], id=database["id"]),
-            smtp_host=values["smtp"]["host"], smtp_mode=values["smtp"]["mode"], contract=int(values["contract"]),
+            smtp_host=values["smtp"]["host"], smtp_port=int(values["smtp"]["port"]), smtp_mode=values["smtp"]["mode"],
+            contract=int(values["contract"]),
         )
 
 
@@ -100,6 +102,11 @@ class SitelineStack:
     @property
     def database(self) -> pulumi.Output[DatabaseRef]:
         return self.outputs.apply(lambda site: site.database)
+
+
+def smtp(host: str, port: int, mode: str) -> dict[str, Any]:
+    """The `smtp` output: where the site's mail goes (a relay, or the target's own sink) and how."""
+    return {"host": host, "port": port, "mode": mode}
 
 
 def contract(role: str, target: str, url: pulumi.Input[str], release: pulumi.Input[dict[str, str]],

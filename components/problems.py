@@ -94,7 +94,7 @@ EXAMPLES = {
     "database.highAvailability": "true", "database.name": "site", "database.refreshFrom": "acme/siteline/live",
     "database.mask.table": "people", "database.mask.column": "email", "database.mask.strategy": "email",
     "smtp.host": "smtp.example.com", "smtp.port": "587", "smtp.from": "hello@example.com",
-    "smtp.mode": "sink", "smtp.allowRealMail": "true", "smtp.allow": "'[\"example.com\"]'",
+    "smtp.mode": "sink", "smtp.allowRealMail": "true", "smtp.allow": "example.com",
 }
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
+from pydantic import ValidationError
 
-from components.settings import Settings
+from components.settings import ReleaseSpec, Settings
 
 
 class PromotionError(pulumi.RunError):
@@ -23,12 +24,9 @@ class Release:
     sha256: pulumi.Output[str]
 
     @staticmethod
-    def from_output(release: pulumi.Output[dict[str, Any]]) -> Release:
-        return Release(
-            version=release.apply(lambda r: str(r["version"])),
-            package=release.apply(lambda r: str(r["package"])),
-            sha256=release.apply(lambda r: str(r["sha256"])),
-        )
+    def known(version: str, package: str, sha256: str) -> Release:
+        return Release(pulumi.Output.from_input(version), pulumi.Output.from_input(package),
+                       pulumi.Output.from_input(sha256))
 
     def as_dict(self) -> pulumi.Output[dict[str, str]]:
         return pulumi.Output.all(self.version, self.package, self.sha256).apply(
@@ -48,16 +46,25 @@ def _same(a: Optional[dict[str, Any]], b: Optional[dict[str, Any]]) -> bool:
     return bool(a and b and a.get("version") == b.get("version") and a.get("sha256") == b.get("sha256"))
 
 
-def _complete(upstream: str, name: str, release: Any) -> dict[str, Any]:
+def _complete(upstream: str, name: str, release: Any) -> dict[str, str]:
+    """An upstream release as this stack will deploy it, checked like siteline:release is."""
     if not isinstance(release, dict) or not all(release.get(k) for k in ("version", "package", "sha256")):
         raise PromotionError(
             f"siteline:promoteFrom: the upstream stack {upstream} has no {name} output with version, package "
             f"and sha256. Fix: run pulumi up on {upstream} first, then preview this stack again."
         )
-    return release
+    try:
+        spec = ReleaseSpec.model_validate({k: release[k] for k in ("version", "package", "sha256")})
+    except ValidationError as error:
+        fields = ", ".join(str(e["loc"][0]) for e in error.errors())
+        raise PromotionError(
+            f"siteline:promoteFrom: the {name} output of {upstream} is malformed ({fields}). Fix: redeploy "
+            f"{upstream} with a release built by examples/site/package.py."
+        ) from None
+    return {"version": spec.version, "package": spec.package, "sha256": str(spec.sha256)}
 
 
-def gate(upstream: str, deployed: Any, verified: Any) -> dict[str, Any]:
+def gate(upstream: str, deployed: Any, verified: Any) -> dict[str, str]:
     """Live takes only what test verified, and only while test still runs exactly that release."""
     if not verified:
         raise PromotionError(
@@ -65,35 +72,43 @@ def gate(upstream: str, deployed: Any, verified: Any) -> dict[str, Any]:
             f"may be promoted. Fix: run the test suite against {upstream} and record "
             f"siteline:verified there (the delivery workflow does this), then preview again."
         )
-    verified = _complete(upstream, "verifiedRelease", verified)
-    if not _same(verified, deployed):
+    checked = _complete(upstream, "verifiedRelease", verified)
+    if not _same(checked, deployed):
         raise PromotionError(
-            f"siteline:requireVerified: the upstream stack {upstream} verified {verified.get('version')} "
+            f"siteline:requireVerified: the upstream stack {upstream} verified {checked['version']} "
             f"but now runs {(deployed or {}).get('version')}. Fix: finish testing the release it runs, "
             f"or redeploy the verified one there, then preview again."
         )
-    return verified
+    return checked
 
 
-def resolve(settings: Settings, opts: pulumi.ResourceOptions) -> Release:
-    """The release this stack deploys: its own (first stack) or its upstream's."""
+def upstream_outputs(stack_name: str) -> dict[str, Any]:
+    """The upstream stack's outputs, read synchronously.
+
+    This is the engine's built-in invoke behind StackReference. Reading it before the Environment is
+    declared means a failed promotion gate stops the preview before any resource is registered.
+    """
+    result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": stack_name})
+    if result.value is None:
+        raise PromotionError(f"siteline:promoteFrom: cannot read the outputs of {stack_name}. Fix: check the "
+                             "stack name (<org>/siteline/<stack>) and that you may read it.")
+    return dict(result.value.get("outputs") or {})
+
+
+def resolve(settings: Settings) -> Release:
+    """The release this stack deploys: its own (first stack) or its upstream's, gated."""
     cfg = settings.config
     if cfg.release is not None:
         package = cfg.release.package
-        sha256 = cfg.release.sha256
-        if sha256 is None:
-            # settings validated that the file exists; the first stack hashes what it built.
-            sha256 = file_sha256(settings.project_dir / package)
-        return Release(pulumi.Output.from_input(cfg.release.version),
-                       pulumi.Output.from_input(package), pulumi.Output.from_input(sha256))
+        # settings checked that a local file exists and matches; the first stack hashes what it built.
+        sha256 = cfg.release.sha256 or file_sha256(settings.project_dir / package)
+        return Release.known(cfg.release.version, package, sha256)
 
     upstream = str(cfg.promote_from)
-    reference = pulumi.StackReference("promote-from", stack_name=upstream, opts=opts)
-    deployed = reference.get_output("release")
-    if not cfg.require_verified:
-        return Release.from_output(deployed.apply(lambda r: _complete(upstream, "release", r)))
-    verified = reference.get_output("verifiedRelease")
-    return Release.from_output(pulumi.Output.all(deployed, verified).apply(lambda dv: gate(upstream, dv[0], dv[1])))
+    outputs = upstream_outputs(upstream)
+    deployed = _complete(upstream, "release", outputs.get("release"))
+    chosen = gate(upstream, deployed, outputs.get("verifiedRelease")) if cfg.require_verified else deployed
+    return Release.known(chosen["version"], chosen["package"], chosen["sha256"])
 
 
 def verified_release(settings: Settings, release: Release) -> Optional[pulumi.Output[Optional[dict[str, str]]]]:

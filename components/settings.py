@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pulumi
+import yaml
 from pulumi.runtime import config as runtime_config
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from components import problems as p
 from components import targets
@@ -40,7 +41,8 @@ RESERVED_ENV = frozenset(
 class Strict(BaseModel):
     """Unknown keys are refused: a typo in a stack file must not be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # `pulumi config set --path k 16` stores a number: a version or a size may arrive as one.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, coerce_numbers_to_str=True)
 
 
 class ReleaseSpec(Strict):
@@ -71,7 +73,7 @@ class SiteSpec(Strict):
 class HostingSpec(BaseModel):
     """Shared sizing plus one sub-object per target; each target module validates its own."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True, coerce_numbers_to_str=True)
 
     instances: int = Field(default=1, ge=1, le=30)
     size: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -92,11 +94,11 @@ class DatabaseSpec(Strict):
     size: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
     storage_gb: int = Field(default=32, alias="storageGb", ge=20, le=16384)
     backup_retention_days: int = Field(default=7, alias="backupRetentionDays", ge=1, le=35)
-    high_availability: bool = Field(default=False, alias="highAvailability")
+    high_availability: StrictBool = Field(default=False, alias="highAvailability")
     refresh_from: Optional[str] = Field(default=None, alias="refreshFrom", pattern=STACK_PATTERN)
     refresh_id: Optional[str] = Field(default=None, alias="refreshId", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     mask: tuple[MaskRule, ...] = ()
-    retain_on_destroy: bool = Field(default=True, alias="retainOnDestroy")
+    retain_on_destroy: StrictBool = Field(default=True, alias="retainOnDestroy")
 
 
 class SmtpSpec(Strict):
@@ -106,7 +108,7 @@ class SmtpSpec(Strict):
     from_address: str = Field(default="noreply@example.invalid", alias="from", pattern=EMAIL_PATTERN)
     mode: Literal["deliver", "sink", "allowlist"] = "sink"
     allow: tuple[str, ...] = ()
-    allow_real_mail: bool = Field(default=False, alias="allowRealMail")
+    allow_real_mail: StrictBool = Field(default=False, alias="allowRealMail")
 
 
 class StackConfig(Strict):
@@ -116,7 +118,7 @@ class StackConfig(Strict):
     target: str
     release: Optional[ReleaseSpec] = None
     promote_from: Optional[str] = Field(default=None, alias="promoteFrom", pattern=STACK_PATTERN)
-    require_verified: bool = Field(default=False, alias="requireVerified")
+    require_verified: StrictBool = Field(default=False, alias="requireVerified")
     verified: Optional[VerifiedSpec] = None
     site: SiteSpec = SiteSpec()
     hosting: HostingSpec = HostingSpec()
@@ -126,17 +128,14 @@ class StackConfig(Strict):
 
 
 # What a role gets when its stack file is silent. Live is the public site: real mail, long
-# backups, two instances, and only releases that test verified.
+# backups, two instances. Review stacks are throwaway: their database goes with them. `target`
+# and `requireVerified` default in Pulumi.yaml (local, false); live is refused on local and
+# refused without requireVerified, so it must set both.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dev": {"target": "local", "smtp": {"mode": "sink"}, "database": {"backupRetentionDays": 7}},
-    "review": {"target": "local", "smtp": {"mode": "sink"}, "database": {"backupRetentionDays": 1}},
+    "dev": {"smtp": {"mode": "sink"}, "database": {"backupRetentionDays": 7}},
+    "review": {"smtp": {"mode": "sink"}, "database": {"backupRetentionDays": 1, "retainOnDestroy": False}},
     "test": {"smtp": {"mode": "sink"}, "database": {"backupRetentionDays": 7}},
-    "live": {
-        "smtp": {"mode": "deliver"},
-        "requireVerified": True,
-        "hosting": {"instances": 2},
-        "database": {"backupRetentionDays": 35},
-    },
+    "live": {"smtp": {"mode": "deliver"}, "hosting": {"instances": 2}, "database": {"backupRetentionDays": 35}},
 }
 
 # Top-level keys whose values may hold `secure:` leaves. They are never echoed in errors.
@@ -216,6 +215,33 @@ def _all_keys() -> list[str]:
     return sorted(k[len(prefix):] for k in known if k.startswith(prefix))
 
 
+def _plaintext_leaves(root: Path, stack: str) -> list[str]:
+    """Secret leaves written in clear in Pulumi.<stack>.yaml.
+
+    The runtime only says whether a whole top-level key holds a secret, so a plain value beside a
+    `secure:` one would go unnoticed; the stack file says it per leaf.
+    """
+    stack_file = root / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
+        return []
+    config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+
+    def plain(value: Any, path: str) -> list[str]:
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            return []
+        if isinstance(value, dict):
+            return [leaf for key, inner in value.items() for leaf in plain(inner, f"{path}.{key}")]
+        return [path]
+
+    found = plain(config.get(f"{NAMESPACE}:secrets", {}), "secrets") if f"{NAMESPACE}:secrets" in config else []
+    smtp = config.get(f"{NAMESPACE}:smtp")
+    if isinstance(smtp, dict) and "password" in smtp:
+        found += plain(smtp["password"], "smtp.password")
+    if f"{NAMESPACE}:sshPrivateKey" in config:
+        found += plain(config[f"{NAMESPACE}:sshPrivateKey"], "sshPrivateKey")
+    return found
+
+
 def _scalar_settings(raw: Any, report: p.Report) -> dict[str, str]:
     """`settings` become environment variables: scalars only, names in upper snake case."""
     if raw is None:
@@ -282,16 +308,25 @@ def load_settings(project_dir: Optional[Path] = None) -> Settings:
     config = pulumi.Config(NAMESPACE)
     root = Path(project_dir) if project_dir else Path.cwd()
 
+    secret_elsewhere: set[str] = set()
     for key in _all_keys():
         top = key.split(".")[0]
         if top not in KNOWN_KEYS:
             report.add(key, "is not a Siteline config key",
                        f"remove it with pulumi config rm siteline:{key} (known keys: {', '.join(sorted(KNOWN_KEYS))})")
+        elif top not in SECRET_BEARING and _is_secret(top):
+            # Such a key is read as plain config: its value would reach resources in plain text.
+            secret_elsewhere.add(top)
+            report.add(top, "holds a secret value, but only siteline:secrets, siteline:smtp.password and "
+                       "siteline:sshPrivateKey are kept secret",
+                       "remove the secret from this key and set it with " + p.fix_secret("secrets.<NAME>"))
+    for path in _plaintext_leaves(root, stack):
+        report.add(path, "is stored in plain text in the stack file", p.fix_secret(path))
 
     raw: dict[str, Any] = {}
     for key in ("role", "target", "release", "promoteFrom", "requireVerified", "verified",
                 "site", "hosting", "database"):
-        value = _raw(key)
+        value = _raw(key) if key not in secret_elsewhere else None
         if value is not None:
             raw[key] = value
 
@@ -320,13 +355,10 @@ def load_settings(project_dir: Optional[Path] = None) -> Settings:
                        p.fix_secret("smtp.password"))
         raw["smtp"] = smtp_raw
 
-    merged = _deep_merge(ROLE_DEFAULTS[role], raw)
-    if "target" not in merged:
-        report.add("target", f"is required for the {role} role (there is no default outside dev and review)",
-                   "pulumi config set siteline:target vps|azure|aws")
-        merged["target"] = "local"
+    # Pulumi.yaml defaults target to local; repeated here for programs run outside the CLI.
+    merged = _deep_merge({**ROLE_DEFAULTS[role], "target": "local"}, raw)
 
-    plain_settings = _scalar_settings(_raw("settings"), report)
+    plain_settings = _scalar_settings(_raw("settings") if "settings" not in secret_elsewhere else None, report)
     secret_names = _secret_names(_raw("secrets"), report)
 
     parts: dict[str, Any] = {}

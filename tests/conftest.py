@@ -19,6 +19,7 @@ MARKERS = {
     "siteline:smtp.password": "MARKER-smtp-password-c0de",
 }
 MARKER_VALUES = ["MARKER-admin-token-7f3a", "MARKER-crm-key-91bc", "MARKER-smtp-password-c0de"]
+GENERATED_MARKER = "MARKERpw"  # what the mocked pulumi-random passwords start with
 
 
 def build_package(version: str, out: Path, source: Path = REPO / "examples" / "site") -> dict[str, str]:

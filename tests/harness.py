@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import runpy
 from collections.abc import Iterator
@@ -108,16 +109,20 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict[str, Any]]:
         if args.typ == "pulumi:pulumi:StackReference":
-            name = args.inputs["name"]
-            if name not in self.upstream:
-                raise KeyError(f"test supplied no outputs for upstream stack {name}")
-            return name, {"name": name, "outputs": copy.deepcopy(self.upstream[name]), "secretOutputNames": []}
+            return args.inputs["name"], self._stack_outputs(args.inputs["name"])
         state = {**args.inputs, **computed.outputs(args.typ, args.name, args.inputs)}
         # A provider module may answer a realistic id (an ARM path, an ARN) for ids built from it.
         return state.pop("id", f"{args.name}-id"), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            return self._stack_outputs(args.args["name"]), []
         return computed.invoke(args.token, args.args), []
+
+    def _stack_outputs(self, name: str) -> dict[str, Any]:
+        if name not in self.upstream:
+            raise KeyError(f"test supplied no outputs for upstream stack {name}")
+        return {"name": name, "outputs": copy.deepcopy(self.upstream[name]), "secretOutputNames": []}
 
 
 class _Monitor(runtime_mocks.MockMonitor):
@@ -129,6 +134,7 @@ class _Monitor(runtime_mocks.MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
+        _mark_secret_outputs(response.object, request.additionalSecretOutputs)
         if request.type != "pulumi:pulumi:Stack":
             self.evaluation.resources.append(Registered(
                 type=request.type, name=request.name, urn=response.urn, custom=request.custom,
@@ -149,6 +155,17 @@ class _Monitor(runtime_mocks.MockMonitor):
             dependencies=list(request.dependencies), protect=False, delete_before_replace=False,
             retain_on_delete=False, ignore_changes=[], additional_secret_outputs=[]))
         return response
+
+
+def _mark_secret_outputs(state: Any, names: Any) -> None:
+    """The engine makes a resource's additionalSecretOutputs secret (RandomPassword.result is one);
+    the SDK's mock monitor does not, which would make generated passwords look plain."""
+    from google.protobuf import json_format
+
+    for name in names:
+        if name in state.fields and not is_secret(json_format.MessageToDict(state).get(name)):
+            value = json_format.MessageToDict(state)[name]
+            state[name] = {SECRET_SIG: SECRET_VALUE, "value": value}
 
 
 def _raw_struct(struct: Any) -> dict[str, Any]:
@@ -180,10 +197,6 @@ def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None, secrets
     """The config the CLI would pass for `stack`: (key -> value text, secret keys)."""
     project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     values: dict[str, Any] = {}
-    for key, spec in (project.get("config") or {}).items():
-        full = key if ":" in key else f"{project['name']}:{key}"
-        if isinstance(spec, dict) and "default" in spec:
-            values[full] = spec["default"]
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if stack_file.exists():
         committed = yaml.safe_load(stack_file.read_text()) or {}
@@ -195,7 +208,19 @@ def stack_config(stack: str, overrides: Optional[dict[str, Any]] = None, secrets
             _set_path(values, path, value)
             if is_secret_source:
                 secret_keys.add(path.split(".")[0].split("[")[0])
+    # As the CLI does: a declared key takes its default when the stack does not set it, and a
+    # declared key without a default is required.
+    for key, spec in (project.get("config") or {}).items():
+        full = key if ":" in key else f"{project['name']}:{key}"
+        if values.get(full) is None:
+            if "default" not in spec:
+                raise MissingConfigError(f"Stack '{stack}' is missing configuration value '{full}'")
+            values[full] = spec["default"]
     return {k: _cli_value(v) for k, v in values.items() if v is not None}, sorted(secret_keys)
+
+
+class MissingConfigError(Exception):
+    """What the Pulumi CLI says, before running the program, about a required project key."""
 
 
 def _set_path(values: dict[str, Any], path: str, value: Any) -> None:
@@ -212,6 +237,24 @@ def _set_path(values: dict[str, Any], path: str, value: Any) -> None:
         node.pop(parts[-1], None)
     else:
         node[parts[-1]] = value
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _capture(lines: list[str]) -> logging.Logger:
+    """A logger that keeps what the program logs through pulumi.log, for the secret scans."""
+    logger = logging.getLogger(f"siteline.evaluation.{id(lines)}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.handlers = [_ListHandler(lines)]
+    return logger
 
 
 @contextmanager
@@ -233,7 +276,7 @@ def evaluate(stack: str, overrides: Optional[dict[str, Any]] = None, secrets: Op
     runtime_settings.reset_options(project="siteline", stack=stack, preview=preview)
     mocks = _Mocks(upstream or {})
     pulumi.runtime.set_mocks(mocks, project="siteline", stack=stack, preview=preview,
-                             monitor=_Monitor(mocks, evaluation))
+                             monitor=_Monitor(mocks, evaluation), logger=_capture(evaluation.logs))
     runtime_config.set_all_config(config, secret_keys)
 
     stored: dict[str, Any] = {}

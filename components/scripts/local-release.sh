@@ -12,16 +12,32 @@ PATH="$SITELINE_BIN:$PATH"
 releases="$SITELINE_HOME/releases"
 shared="$SITELINE_HOME/shared"
 pidfile="$SITELINE_HOME/site.pid"
+portfile="$SITELINE_HOME/site.port"
+startfile="$SITELINE_HOME/site.start"
 log="$SITELINE_HOME/site.log"
 target="$releases/$RELEASE_VERSION"
 health_url="http://127.0.0.1:$SITE_PORT$HEALTH_PATH"
 
-# start_site DIR ENVFILE: run the site's start command from DIR with ENVFILE loaded, detached.
+# start_site DIR ENVFILE PORT START: run START from DIR with ENVFILE loaded, detached, in a process group of
+# its own (setsid) so stop_pid stops all of it. Records the port and command, which are not in ENVFILE.
 start_site() {
   # shellcheck disable=SC2016 # the inner script expands its own positional arguments
   setsid bash -c 'echo $$ >"$1"; cd "$2"; set -a; . "$3"; set +a; export PORT="$4"; exec bash -c "$5"' \
-    _ "$pidfile" "$1" "$2" "$SITE_PORT" "$SITE_START" </dev/null >>"$log" 2>&1 &
+    _ "$pidfile" "$1" "$2" "$3" "$4" </dev/null >>"$log" 2>&1 &
+  echo "$3" >"$portfile"
+  printf '%s\n' "$4" >"$startfile"
   for _ in $(seq 50); do [ -s "$pidfile" ] && break; sleep 0.1; done
+}
+
+# put_back PREVIOUS PORT START: after a failed switch, start the release that was serving again, as it was.
+put_back() {
+  local previous=$1 port=$2 start=$3
+  if [ -n "$previous" ] && [ -d "$previous" ] && [ -f "$shared/app.env" ]; then
+    step "restarting ${previous##*/} on 127.0.0.1:$port"
+    start_site "$previous" "$shared/app.env" "$port" "$start"
+    healthy "http://127.0.0.1:$port$HEALTH_PATH" "${previous##*/}" "$HEALTH_TIMEOUT" ||
+      step "warning: ${previous##*/} did not come back healthy"
+  fi
 }
 
 fetch_package() {
@@ -30,7 +46,7 @@ fetch_package() {
   local copy="$SITELINE_HOME/packages/$RELEASE_SHA256.zip"
   if [ ! -s "$copy" ]; then
     if [[ $source == https://* ]]; then
-      step "downloading $source"
+      step "downloading $source" >&2 # stdout is the path this function answers with
       python3 -c 'import shutil, sys, urllib.request; shutil.copyfileobj(urllib.request.urlopen(sys.argv[1], timeout=60), open(sys.argv[2], "wb"))' \
         "$source" "$copy.part"
     else
@@ -52,16 +68,30 @@ deploy() {
   refuse_root
   mkdir -p "$releases" "$shared"
   chmod 700 "$SITELINE_HOME" "$shared"
-  local env_new="$shared/app.env.new"
-  (umask 077 && cat >"$env_new")
+  env_new="$shared/app.env.new"
+  # Whatever way deploy ends, no half-made env file or release directory stays behind.
+  trap 'rm -rf "$env_new" "$target.new"' EXIT
+  cat >"$env_new"
 
-  if [ "$(readlink "$SITELINE_HOME/current" 2>/dev/null)" = "$target" ] &&
+  local previous previous_port previous_start ours=false
+  previous=$(readlink "$SITELINE_HOME/current" 2>/dev/null || true)
+  previous_port=$(cat "$portfile" 2>/dev/null || echo "$SITE_PORT")
+  previous_start=$(cat "$startfile" 2>/dev/null || printf '%s' "$SITE_START")
+  if pid_alive "$pidfile" && [ "$previous_port" = "$SITE_PORT" ]; then ours=true; fi
+
+  if [ "$previous" = "$target" ] && $ours && [ "$previous_start" = "$SITE_START" ] &&
      [ "$(cat "$target/.siteline-sha256" 2>/dev/null)" = "$RELEASE_SHA256" ] &&
-     cmp -s "$env_new" "$shared/app.env" && pid_alive "$pidfile" && healthy "$health_url" "$RELEASE_VERSION" 2; then
-    rm -f "$env_new"
+     cmp -s "$env_new" "$shared/app.env" && healthy "$health_url" "$RELEASE_VERSION" 2; then
     step "release $RELEASE_VERSION is already serving with this configuration; nothing to do"
     return
   fi
+
+  # Refusals first, so a refused release changes nothing at all.
+  if [ "$previous" = "$target" ] && [ "$(cat "$target/.siteline-sha256" 2>/dev/null)" != "$RELEASE_SHA256" ]; then
+    fail "release $RELEASE_VERSION is serving with different contents ($target); give the new package a new version"
+  fi
+  # Our own site on SITE_PORT is stopped for the switch; anything else there is not ours.
+  $ours || refuse_taken_port "$SITE_PORT" site.port
 
   step "verifying package sha256"
   local package
@@ -73,9 +103,6 @@ deploy() {
     mkdir -p "$target.new"
     python3 -m zipfile -e "$package" "$target.new"
     echo "$RELEASE_SHA256" >"$target.new/.siteline-sha256"
-    if [ "$(readlink "$SITELINE_HOME/current" 2>/dev/null)" = "$target" ]; then
-      fail "release $RELEASE_VERSION is serving with different contents ($target); give the new package a new version"
-    fi
     rm -rf "$target"
     mv "$target.new" "$target"
   fi
@@ -83,27 +110,25 @@ deploy() {
   step "running migrations"
   # shellcheck source=/dev/null
   if ! (cd "$target" && set -a && . "$env_new" && set +a && bash -c "$SITE_MIGRATE"); then
-    rm -f "$env_new"
     fail "migrations of $RELEASE_VERSION failed; the previous release keeps serving"
   fi
 
   # One port locally, so the switch is stop-then-start; a failed start puts the old release back.
-  local previous
-  previous=$(readlink "$SITELINE_HOME/current" 2>/dev/null || true)
   if pid_alive "$pidfile"; then
     step "stopping ${previous##*/}"
     stop_pid "$pidfile" 20
   fi
+  if port_in_use "$SITE_PORT"; then
+    put_back "$previous" "$previous_port" "$previous_start"
+    fail "port $SITE_PORT on 127.0.0.1 is still taken after stopping the site; choose a free port: pulumi config set --path siteline:site.port <port>"
+  fi
   step "starting $RELEASE_VERSION on 127.0.0.1:$SITE_PORT"
-  start_site "$target" "$env_new"
-  if ! healthy "$health_url" "$RELEASE_VERSION" "$HEALTH_TIMEOUT"; then
+  start_site "$target" "$env_new" "$SITE_PORT" "$SITE_START"
+  # Our process group must still be alive: a health answer from anything else does not count.
+  if ! healthy "$health_url" "$RELEASE_VERSION" "$HEALTH_TIMEOUT" || ! pid_alive "$pidfile"; then
     stop_pid "$pidfile" 10
-    if [ -n "$previous" ] && [ -d "$previous" ] && [ -f "$shared/app.env" ]; then
-      step "health check failed; restarting ${previous##*/}"
-      start_site "$previous" "$shared/app.env"
-      healthy "$health_url" "${previous##*/}" "$HEALTH_TIMEOUT" || step "warning: ${previous##*/} did not come back healthy"
-    fi
-    rm -f "$env_new"
+    step "health check failed"
+    put_back "$previous" "$previous_port" "$previous_start"
     fail "release $RELEASE_VERSION failed its health check ($health_url); see $log"
   fi
 
@@ -123,7 +148,8 @@ deploy() {
 remove() {
   step "stopping the site"
   stop_pid "$pidfile" 20
-  rm -rf "$releases" "$SITELINE_HOME/packages" "$SITELINE_HOME/current" "$shared/app.env" "$shared/app.env.new"
+  rm -rf "$releases" "$SITELINE_HOME/packages" "$SITELINE_HOME/current" "$portfile" "$startfile" "$shared/app.env" \
+    "$shared/app.env.new"
   step "site removed"
 }
 

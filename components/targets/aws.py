@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import outputs
 from components.targets import Problem, TargetArgs
 from components.targets._aws_access import access
 from components.targets._aws_bundle import bundle
@@ -199,7 +200,7 @@ class Target(pulumi.ComponentResource):
         self.database = pulumi.Output.all(db.instance.address, db.instance.port, db.instance.identifier).apply(
             lambda v: {"engine": "postgres", "host": v[0], "port": int(v[1]), "name": cfg.database.name,
                        "id": v[2], "region": str(hosting.region)})
-        self.smtp = pulumi.Output.from_input({"host": f"{cfg.smtp.host}:{cfg.smtp.port}", "mode": cfg.smtp.mode})
+        self.smtp = pulumi.Output.from_input(outputs.smtp(str(cfg.smtp.host), cfg.smtp.port, cfg.smtp.mode))
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp,
                                "environment": environment.name, "cname": environment.cname})
 

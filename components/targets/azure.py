@@ -14,6 +14,7 @@ from pulumi_azure_native import authorization, resources, web
 from pulumi_command import local as command
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from components import outputs
 from components.targets import Problem, TargetArgs
 from components.targets import _azure_data as data
 from components.targets import _azure_release as release_inputs
@@ -140,7 +141,7 @@ class Target(pulumi.ComponentResource):
         self.database = pulumi.Output.all(db.server.fully_qualified_domain_name, db.server.id, db.database.name).apply(
             lambda v: {"engine": "postgres", "host": v[0], "port": 5432, "name": v[2], "id": v[1]})
         smtp = cfg.smtp
-        self.smtp = pulumi.Output.from_input({"host": f"{smtp.host}:{smtp.port}", "mode": smtp.mode})
+        self.smtp = pulumi.Output.from_input(outputs.smtp(str(smtp.host), smtp.port, smtp.mode))
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
 
     def _app_command(self) -> str:

@@ -12,6 +12,7 @@ import pulumi_random as random
 from pulumi_command import local as command
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import outputs
 from components.targets import Problem, TargetArgs
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -126,13 +127,15 @@ class Target(pulumi.ComponentResource):
                                         additional_secret_outputs=["stdout", "stderr"]),
         )
 
-        smtp_host = f"127.0.0.1:{hosting.mail_port}" if cfg.smtp.mode == "sink" else f"{cfg.smtp.host}:{cfg.smtp.port}"
+        sink = cfg.smtp.mode == "sink"
+        mail = outputs.smtp("127.0.0.1" if sink else str(cfg.smtp.host),
+                            hosting.mail_port if sink else cfg.smtp.port, cfg.smtp.mode)
         # The URL waits for the release command, so consumers only see it once the site answers.
         self.url = deploy.id.apply(lambda _: f"http://127.0.0.1:{cfg.site.port}")
         self.database = database.id.apply(lambda _: {
             "engine": "postgres", "host": "127.0.0.1", "port": hosting.db_port,
             "name": cfg.database.name, "id": f"local:{home}/db/data"})
-        self.smtp = pulumi.Output.from_input({"host": smtp_host, "mode": cfg.smtp.mode})
+        self.smtp = pulumi.Output.from_input(mail)
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
 
     @staticmethod

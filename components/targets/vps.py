@@ -14,6 +14,7 @@ import pulumi_random as random
 from pulumi_command import remote
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import outputs
 from components.targets import Problem, TargetArgs
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -181,8 +182,9 @@ class Target(pulumi.ComponentResource):
         self.database = bootstrap.id.apply(lambda _: {
             "engine": "postgres", "host": hosting.host, "port": hosting.db_port, "name": db.name,
             "id": f"ssh://{hosting.user}@{hosting.host}:{hosting.port}/{db.name}"})
-        smtp_host = f"127.0.0.1:{hosting.mail_port}" if cfg.smtp.mode == "sink" else f"{cfg.smtp.host}:{cfg.smtp.port}"
-        self.smtp = pulumi.Output.from_input({"host": smtp_host, "mode": cfg.smtp.mode})
+        sink = cfg.smtp.mode == "sink"
+        self.smtp = pulumi.Output.from_input(outputs.smtp("127.0.0.1" if sink else str(cfg.smtp.host),
+                                                          hosting.mail_port if sink else cfg.smtp.port, cfg.smtp.mode))
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
 
     @staticmethod

@@ -46,15 +46,33 @@ def test_unverified_upstream_fails_the_preview() -> None:
     evaluation = _promote({"release": released(), "verifiedRelease": None})
     assert isinstance(evaluation.error, PromotionError)
     assert "has no verifiedRelease" in str(evaluation.error)
-    released_commands = [r for r in evaluation.of_type("command:local:Command")
-                         if "RELEASE_VERSION" in r.plain_inputs.get("environment", {})]
-    assert released_commands == [], "a command was registered with an unverified release"
+    assert evaluation.resources == [], "a refused promotion must register nothing"
 
 
 def test_mismatched_verification_fails_the_preview() -> None:
     evaluation = _promote({"release": released("1.5.0", "c" * 64), "verifiedRelease": released("1.4.0")})
     assert isinstance(evaluation.error, PromotionError)
     assert "verified 1.4.0 but now runs 1.5.0" in str(evaluation.error)
+    assert evaluation.resources == []
+
+
+def test_live_gate_refuses_before_registering_anything(promoted_package: dict[str, str]) -> None:
+    """The committed live stack, its upstream unverified: the preview fails with nothing declared."""
+    evaluation = evaluate("live", secrets=MARKERS, preview=True, upstream={"organization/siteline/test": {
+        "release": promoted_package, "verifiedRelease": None, "contract": 1}})
+    assert isinstance(evaluation.error, PromotionError)
+    assert evaluation.resources == []
+
+
+@pytest.mark.parametrize("broken", [
+    {"version": "../../..", "package": "dist/site.zip", "sha256": "b" * 64},
+    {"version": "1.0.0", "package": "dist/site.zip", "sha256": "zz"},
+])
+def test_malformed_upstream_release_is_refused(broken: dict[str, str]) -> None:
+    evaluation = _promote({"release": broken}, require_verified=False)
+    assert isinstance(evaluation.error, PromotionError)
+    assert "is malformed" in str(evaluation.error)
+    assert evaluation.resources == []
 
 
 def test_upstream_without_release_fails_clearly() -> None:

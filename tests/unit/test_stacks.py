@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from components import outputs
-from tests.conftest import MARKER_VALUES, MARKERS, upstream_for
+from tests.conftest import GENERATED_MARKER, MARKER_VALUES, MARKERS, upstream_for
 from tests.harness import Evaluation, evaluate, is_secret, plain_text
 
 COMMITTED = ["dev", "test", "live"]
@@ -50,13 +50,29 @@ def test_outputs_follow_the_contract_schema(committed: Evaluation) -> None:
 
 
 def test_no_secret_marker_in_plain_text(committed: Evaluation) -> None:
+    """Configured secrets and generated passwords: never in plain text in inputs, outputs or logs."""
+    markers = [*MARKER_VALUES, GENERATED_MARKER]
     for resource in committed.resources:
         visible = plain_text(resource.inputs)
-        for marker in MARKER_VALUES:
+        for marker in markers:
             assert marker not in visible, f"{marker} in plain text in {resource.type} {resource.name}"
-    visible_outputs = plain_text(committed.outputs)
-    for marker in MARKER_VALUES:
-        assert marker not in visible_outputs
+    for marker in markers:
+        assert marker not in plain_text(committed.outputs)
+        assert not [line for line in committed.logs if marker in line]
+
+
+def test_generated_passwords_reach_the_resources_wrapped(committed: Evaluation) -> None:
+    wrapped = json.dumps([r.inputs for r in committed.resources])
+    assert GENERATED_MARKER in wrapped, "no generated password reached a resource: the scan proves nothing"
+
+
+@pytest.mark.parametrize("stack", COMMITTED)
+def test_committed_stacks_evaluate_in_preview(stack: str, dev_package: dict[str, str],
+                                              promoted_package: dict[str, str]) -> None:
+    evaluation = evaluate(stack, preview=True, secrets=MARKERS if stack != "dev" else None,
+                          upstream=upstream_for(stack, promoted_package))
+    assert evaluation.error is None, evaluation.error
+    assert evaluation.one("siteline:index:Environment")
 
 
 def test_markers_do_reach_the_resources(committed: Evaluation) -> None:
@@ -83,7 +99,7 @@ def test_schema_rejects_a_credential_in_database_output(committed: Evaluation) -
         outputs.validate(broken)
 
 
-def test_secret_outputs_stay_secret(dev_package: dict[str, str]) -> None:
+def test_the_env_file_travels_as_a_secret(dev_package: dict[str, str]) -> None:
     evaluation = evaluate("dev")
     assert evaluation.error is None
     stdin = evaluation.named("-release").inputs["stdin"]

@@ -10,7 +10,7 @@ import pytest
 
 from components import outputs
 from components.targets import aws as aws_target
-from tests.computed import stable
+from tests.computed.random import password as random_password
 from tests.conftest import MARKER_VALUES, MARKERS, build_package
 from tests.harness import Evaluation, Registered, evaluate, is_secret, plain_text
 
@@ -114,7 +114,8 @@ def test_outputs_follow_the_contract(each: Evaluation) -> None:
     rds = each.one(RDS)
     assert database["id"].startswith(rds.name) and database["host"].endswith(".rds.amazonaws.com")
     assert database["port"] == 5432 and database["engine"] == "postgres" and database["region"] == "eu-west-1"
-    assert values["smtp"] == {"host": "smtp.example.com:587", "mode": each.plain_outputs["smtp"]["mode"]}
+    assert values["smtp"] == {"host": "smtp.example.com", "port": 587,
+                              "mode": each.plain_outputs["smtp"]["mode"]}
 
 
 def test_zero_downtime_deployment_with_health_based_rollback(each: Evaluation) -> None:
@@ -208,7 +209,7 @@ def test_secrets_reach_the_site_only_as_secret_manager_references(each: Evaluati
 
 
 def test_no_secret_marker_in_plain_text(each: Evaluation) -> None:
-    database_password = "pw" + stable(f"{each.stack}-aws-db-password", 30)
+    database_password = random_password(f"{each.stack}-aws-db-password")
     markers = (MARKER_VALUES if each.stack != "dev" else []) + [database_password]
     for resource in each.resources:
         visible = plain_text(resource.inputs)

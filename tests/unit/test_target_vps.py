@@ -72,7 +72,7 @@ def test_secrets_travel_on_stdin_and_never_on_a_command_line(evaluated: Evaluati
     env_file = release.plain_inputs["stdin"]
     for marker in MARKER_VALUES:
         assert marker in env_file
-    assert "DATABASE_URL=\"postgresql://siteline:pw" in env_file
+    assert "DATABASE_URL=\"postgresql://siteline:MARKERpw" in env_file
     for resource in evaluated.of_type("command:remote:Command"):
         # `environment` would be dropped by a stock sshd (AcceptEnv LANG LC_*): parameters go in the command.
         assert "environment" not in resource.inputs, resource.name
@@ -102,7 +102,7 @@ def test_outputs(evaluated: Evaluation) -> None:
     assert outputs["url"] == "http://www.example.com"
     assert outputs["database"] == {"engine": "postgres", "host": "203.0.113.10", "port": 5432, "name": "site",
                                    "id": "ssh://root@203.0.113.10:22/site"}
-    assert outputs["smtp"] == {"host": "smtp.example.com:587", "mode": "deliver"}
+    assert outputs["smtp"] == {"host": "smtp.example.com", "port": 587, "mode": "deliver"}
 
 
 def test_sink_mode_adds_the_mail_sink_and_points_the_site_at_it(release: dict[str, str]) -> None:
@@ -114,7 +114,7 @@ def test_sink_mode_adds_the_mail_sink_and_points_the_site_at_it(release: dict[st
     assert 'SMTP_HOST="127.0.0.1"' in evaluation.named("-vps-release").plain_inputs["stdin"]
     assert 'SMTP_PORT="2600"' in evaluation.named("-vps-release").plain_inputs["stdin"]
     assert evaluation.plain_outputs["url"] == "http://203.0.113.10:8080"
-    assert evaluation.plain_outputs["smtp"] == {"host": "127.0.0.1:2600", "mode": "sink"}
+    assert evaluation.plain_outputs["smtp"] == {"host": "127.0.0.1", "port": 2600, "mode": "sink"}
 
 
 def test_a_non_root_user_runs_the_scripts_through_sudo(release: dict[str, str]) -> None:
