@@ -42,6 +42,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def package_asset(project_dir: Path, package: str, sha256: str) -> pulumi.Asset:
+    """The package as an asset to upload; a local file must still hash to the release's sha256,
+    on promoted stacks too. An https package is fetched by the engine, and verified where it lands."""
+    if package.startswith("https://"):
+        return pulumi.RemoteAsset(package)
+    path = (project_dir / package).resolve()
+    if not path.is_file():
+        raise pulumi.RunError(f"release package {package} is not on this machine ({path}). Fix: download the "
+                              "release artifact into the project directory, or publish the package at an https URL.")
+    actual = file_sha256(path)
+    if actual != sha256:
+        raise pulumi.RunError(f"release package {package} hashes to {actual}, not the release's {sha256}. "
+                              "Fix: fetch the exact package the release names; packages are never rebuilt.")
+    return pulumi.FileAsset(str(path))
+
+
 def _same(a: Optional[dict[str, Any]], b: Optional[dict[str, Any]]) -> bool:
     return bool(a and b and a.get("version") == b.get("version") and a.get("sha256") == b.get("sha256"))
 

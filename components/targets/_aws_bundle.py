@@ -9,7 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.release import Release, file_sha256
+from components.release import Release, package_asset
 
 
 @dataclass(frozen=True)
@@ -21,21 +21,6 @@ class Bundle:
 def label(version: str, sha256: str) -> str:
     """The EB version label: the release version plus a short sha, so a rebuilt package gets a new label."""
     return f"{version}-{sha256[:12]}"
-
-
-def package_asset(project_dir: Path, package: str, sha256: str) -> pulumi.asset.Asset:
-    """The package as an asset; a local file must still hash to the release's sha256 (promoted stacks too)."""
-    if package.startswith("https://"):
-        return pulumi.RemoteAsset(package)
-    path = (project_dir / package).resolve()
-    if not path.is_file():
-        raise pulumi.RunError(f"release package {package} is not on this machine ({path}). Fix: download the "
-                              "release artifact into the project directory, or publish the package at an https URL.")
-    actual = file_sha256(path)
-    if actual != sha256:
-        raise pulumi.RunError(f"release package {package} hashes to {actual}, not the release's {sha256}. "
-                              "Fix: fetch the exact package the release names; packages are never rebuilt.")
-    return pulumi.FileAsset(str(path))
 
 
 def bundle(name: str, live: bool, release: Release, project_dir: Path, application: aws.elasticbeanstalk.Application,

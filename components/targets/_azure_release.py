@@ -9,7 +9,7 @@ from pathlib import Path
 import pulumi
 from pulumi_azure_native import keyvault, storage
 
-from components.release import Release, file_sha256
+from components.release import Release, package_asset
 from components.targets import _azure_rules as rules
 from components.targets._azure_data import Place
 
@@ -76,22 +76,8 @@ def package(place: Place, release: Release, project_dir: Path, live: bool) -> Pa
         blob_name=pulumi.Output.concat("site-", release.version, "-", release.sha256.apply(lambda s: s[:12]), ".zip"),
         account_name=account.name, container_name=container.name, resource_group_name=place.group,
         type=storage.BlobType.BLOCK, content_type="application/zip",
-        source=pulumi.Output.all(release.package, release.sha256).apply(lambda v: asset(project_dir, v[0], v[1])),
+        source=pulumi.Output.all(release.package, release.sha256).apply(
+            lambda v: package_asset(project_dir, v[0], v[1])),
         # Each release is its own blob, kept: the slot swapped out still runs the previous one.
         opts=place.opts(retain_on_delete=True))
     return Package(container, blob.url)
-
-
-def asset(project_dir: Path, package_ref: str, sha256: str) -> pulumi.Asset:
-    """The package to upload; a local file must still be the one the release names."""
-    if package_ref.startswith("https://"):
-        return pulumi.RemoteAsset(package_ref)
-    path = (project_dir / package_ref).resolve()
-    if not path.is_file():
-        raise pulumi.RunError(f"release package {package_ref} is not on this machine ({path}). Fix: download the "
-                              "release artifact into the project directory, or publish the package at an https URL.")
-    actual = file_sha256(path)
-    if actual != sha256:
-        raise pulumi.RunError(f"release package {package_ref} hashes to {actual}, not the release's {sha256}. "
-                              "Fix: fetch the exact package the release names; packages are never rebuilt.")
-    return pulumi.FileAsset(str(path))
