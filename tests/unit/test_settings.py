@@ -42,10 +42,16 @@ def test_explicit_role_wins_over_the_stack_name(dev_package: dict[str, str]) -> 
 
 def test_numbers_set_with_path_are_accepted_where_strings_are_expected(dev_package: dict[str, str]) -> None:
     """`pulumi config set --path siteline:database.version 15` stores the number 15."""
-    evaluation = evaluate("dev", overrides={"siteline:database.version": 15, "siteline:database.refreshId": 7,
-                                            "siteline:database.refreshFrom": "organization/siteline/live"})
+    evaluation = evaluate("dev", overrides={"siteline:database.version": 15, "siteline:database.storageGb": "40"})
     assert evaluation.error is None, evaluation.error
     assert evaluation.named("-database").plain_inputs["environment"]["DB_VERSION"] == "15"
+
+
+def test_a_refresh_is_refused_until_a_target_can_do_it(dev_package: dict[str, str]) -> None:
+    evaluation = evaluate("dev", overrides={"siteline:database.refreshFrom": "organization/siteline/live",
+                                            "siteline:database.refreshId": 7})
+    assert "siteline:database.refreshFrom: asks for a database refresh" in str(evaluation.error)
+    assert evaluation.resources == []
 
 
 def test_booleans_are_not_guessed_from_words(dev_package: dict[str, str]) -> None:
