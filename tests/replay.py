@@ -2,7 +2,8 @@
 
 Semantics followed (pulumi-command v1):
 - create runs on first `up`; delete runs on destroy, with the inputs the resource was created with;
-- a change to `triggers` replaces the resource: create the new one, then delete the old one;
+- a change to `triggers` replaces the resource: create the new one, then delete the old one
+  (the other way round with delete_before_replace);
 - any other input change runs `update` (or `create` when there is no update);
 - unchanged inputs run nothing;
 - resources run in dependency order, deletes in reverse order.
@@ -27,6 +28,7 @@ class CommandState:
     inputs: dict[str, Any]
     dependencies: tuple[str, ...]
     urn: str
+    delete_before_replace: bool = False
 
     def differs(self, other: CommandState) -> bool:
         return any(self.inputs.get(k) != other.inputs.get(k) for k in DIFFED)
@@ -71,8 +73,8 @@ def commands(evaluation: Evaluation, prefix: str = "command:") -> list[CommandSt
 
     for resource in chosen:
         visit(resource)
-    return [CommandState(r.name, r.type, r.plain_inputs, tuple(d for d in r.dependencies if d in by_urn), r.urn)
-            for r in ordered]
+    return [CommandState(r.name, r.type, r.plain_inputs, tuple(d for d in r.dependencies if d in by_urn), r.urn,
+                         r.delete_before_replace) for r in ordered]
 
 
 def up(desired: list[CommandState], current: Optional[list[CommandState]], run: Runner,
@@ -84,6 +86,9 @@ def up(desired: list[CommandState], current: Optional[list[CommandState]], run: 
     for command in desired:
         old = before.get(command.name)
         if old is None:
+            run("create", command)
+        elif old.replaced_by(command) and command.delete_before_replace:
+            run("delete", old)
             run("create", command)
         elif old.replaced_by(command):
             run("create", command)

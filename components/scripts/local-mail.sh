@@ -17,7 +17,8 @@ case "${1:-}" in
     mkdir -p "$SITELINE_HOME/mail"
     chmod 700 "$SITELINE_HOME" "$SITELINE_HOME/mail"
     if pid_alive "$pidfile"; then
-      running_port=$(cat "$portfile" 2>/dev/null || true)
+      # No record (a sink started before ports were recorded): it runs on the port it was given, MAIL_PORT.
+      running_port=$(cat "$portfile" 2>/dev/null || echo "$MAIL_PORT")
       running_scripts=$(cat "$scriptsfile" 2>/dev/null || true)
       if [ "$running_port" = "$MAIL_PORT" ] && [ "$running_scripts" = "${SITELINE_SCRIPTS:-}" ] &&
          wait_port "$MAIL_PORT" 1; then

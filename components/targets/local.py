@@ -74,6 +74,7 @@ class Target(pulumi.ComponentResource):
         cfg = settings.config
         hosting: HOSTING = settings.target_hosting
         child = pulumi.ResourceOptions(parent=self)
+        # Moving the home is a new site: each command is replaced, the old one stopped first (same ports).
         home = str((settings.project_dir / hosting.home / settings.stack).resolve())
         common = {"SITELINE_HOME": home, "SITELINE_BIN": str(Path(sys.executable).parent),
                   "SITELINE_SCRIPTS": _script_digest()}
@@ -87,7 +88,9 @@ class Target(pulumi.ComponentResource):
                          "DB_USER": "siteline", "DB_VERSION": cfg.database.version,
                          "DB_RETAIN": "true" if cfg.database.retain_on_destroy else "false"},
             stdin=password.result,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout", "stderr"]),
+            triggers=[home],
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout", "stderr"],
+                                        delete_before_replace=True),
         )
         database_url = pulumi.Output.secret(pulumi.Output.concat(
             "postgresql://siteline:", password.result, f"@127.0.0.1:{hosting.db_port}/{cfg.database.name}"))
@@ -100,7 +103,8 @@ class Target(pulumi.ComponentResource):
                 create=f"{_script('local-mail.sh')} up",
                 delete=f"{_script('local-mail.sh')} down",
                 environment={**common, "MAIL_PORT": str(hosting.mail_port)},
-                opts=child,
+                triggers=[home],
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
             depends.append(mail)
             mail_plain = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(hosting.mail_port)}
@@ -123,7 +127,8 @@ class Target(pulumi.ComponentResource):
                 "HEALTH_TIMEOUT": str(cfg.site.health_timeout),
             },
             stdin=app_config.env_file(),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends,
+            triggers=[home],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends, delete_before_replace=True,
                                         additional_secret_outputs=["stdout", "stderr"]),
         )
 

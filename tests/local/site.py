@@ -56,6 +56,8 @@ class Site:
     gid: int
     ports: dict[str, int]
     state: list[CommandState] = field(default_factory=list)
+    # Extra stack config (dot paths), e.g. {"siteline:site.start": ...}: tests change it between `up`s.
+    overrides: dict[str, object] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
     @property
@@ -67,16 +69,30 @@ class Site:
             return argv
         return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *argv]
 
-    def evaluate(self, release: dict[str, str]) -> list[CommandState]:
+    def evaluate(self, release: dict[str, str], home: Path | None = None,
+                 ports: dict[str, int] | None = None) -> list[CommandState]:
+        """The dev stack's commands; `home` and `ports` stand in for another stack on the same machine."""
+        ports = ports or self.ports
         evaluation = evaluate("dev", overrides={
             "siteline:release": release,
-            "siteline:site.port": self.ports["site"],
+            "siteline:site.port": ports["site"],
             "siteline:site.healthTimeout": 15,
             "siteline:database.version": pg_version(),
-            "siteline:hosting.local": {"home": str(self.root / "state"), "dbPort": self.ports["db"],
-                                       "mailPort": self.ports["mail"]},
+            "siteline:hosting.local": {"home": str(home or self.root / "state"), "dbPort": ports["db"],
+                                       "mailPort": ports["mail"]},
+            **self.overrides,
         })
         return commands(evaluation)
+
+    def run(self, step: str, command: CommandState, as_root: bool = False, **environment: str) -> str:
+        """Run one step of one command (environment entries overridden); returns what it printed."""
+        if environment:
+            command = CommandState(command.name, command.type, {**command.inputs, "environment": {
+                **command.inputs["environment"], **environment}}, command.dependencies, command.urn)
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.root), "LANG": "C.UTF-8"}
+        before = len(self.log)
+        local_runner((lambda argv: argv) if as_root else self.wrap, env, str(REPO), self.log)(step, command)
+        return "".join(self.log[before:])
 
     def up(self, release: dict[str, str]) -> float:
         desired = self.evaluate(release)
@@ -103,12 +119,53 @@ class Site:
         return line.split("=", 1)[1].strip('"')
 
     def pids(self) -> list[int]:
+        """The recorded pids of every stack home under root (the site, the sink, PostgreSQL)."""
         found = []
-        for pidfile in [*self.home.glob("*.pid"), self.home / "db" / "data" / "postmaster.pid"]:
+        for pidfile in [*self.root.glob("*/*/*.pid"), *self.root.glob("*/*/db/data/postmaster.pid")]:
             text = pidfile.read_text().strip() if pidfile.exists() else ""
             if text:
                 found.append(int(text.splitlines()[0]))
         return found
+
+    def processes(self) -> list[int]:
+        """The recorded pids and every process in their process groups (a compound start's children)."""
+        return sorted({member for pid in self.pids() for member in [pid, *group(pid)]})
+
+    def strays(self) -> list[int]:
+        """Processes running in or naming this site's directory: what a broken stop could have orphaned."""
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if (os.readlink(proc / "cwd").startswith(str(self.root))
+                        or str(self.root) in " ".join(command_line(int(proc.name)))):
+                    found.append(int(proc.name))
+        return found
+
+
+def group(pgid: int) -> list[int]:
+    """The processes whose process group is `pgid`, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def alive(pid: int) -> bool:
@@ -161,7 +218,7 @@ def running_site() -> Iterator[Site]:
         if site.state:
             with contextlib.suppress(CommandError):
                 site.destroy()
-        for pid in site.pids():
-            if alive(pid):
+        for pid in {*site.processes(), *site.strays()} - {os.getpid()}:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         shutil.rmtree(root, ignore_errors=True)

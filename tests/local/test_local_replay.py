@@ -1,9 +1,14 @@
-"""The local target for real: the dev stack's commands replayed as a normal user, v1 -> v2 -> broken v3 -> destroy."""
+"""The local target for real: the dev stack's commands replayed as a normal user, v1 -> v2 -> broken v3 -> destroy.
+
+The tests of this module run in file order against ONE running stack (v1, v2, rerun, broken v3, ...,
+destroy): each starts from the state the previous one left, so run the module whole, not a single test.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.conftest import REPO
-from tests.local.site import Site, alive, package, running_site, why_not
+from tests.local.site import Site, alive, command_line, free_port, group, package, port_open, running_site, why_not
 from tests.replay import CommandError, CommandState, local_runner
 
 
@@ -51,6 +56,11 @@ def test_v1_serves_with_database_migrations_and_mail_sink(site: Site, packages: 
     mails = list((site.home / "mail").glob("*.eml"))
     assert len(mails) == 1 and "Hello" in mails[0].read_text()
     assert oct((site.home / "shared" / "app.env").stat().st_mode & 0o777) == "0o600"
+    # Private from the first run: the home, the mail the site sent, the logs.
+    modes = {name: oct((site.home / name).stat().st_mode & 0o777)
+             for name in ("", "mail", "db", "site.log", "mail.log", mails[0].relative_to(site.home).as_posix())}
+    assert modes == {"": "0o700", "mail": "0o700", "db": "0o700", "site.log": "0o600", "mail.log": "0o600",
+                     mails[0].relative_to(site.home).as_posix(): "0o640"}
 
 
 def test_v2_replaces_v1_and_keeps_runtime_settings(site: Site, packages: dict[str, dict[str, Any]]) -> None:
@@ -104,13 +114,149 @@ def test_corrupt_package_is_refused(site: Site, packages: dict[str, dict[str, An
     assert "Release 2.0.0" in site.get("/")[1]
 
 
+COMPOUND_STARTS = [
+    # Compound start commands: the process group's leader stays a shell with gunicorn as its child, so
+    # signalling only the recorded pid would orphan gunicorn (and its port).
+    "cd . && gunicorn --bind 127.0.0.1:${PORT} --workers 2 app:application; echo site stopped",
+    "true && gunicorn --bind 127.0.0.1:${PORT} --workers 2 --graceful-timeout 5 app:application || exit 1",
+]
+
+
+def test_same_version_with_other_contents_is_refused_before_unpacking(site: Site) -> None:
+    (site.root / "again").mkdir()
+    other = package(site.root / "again", "2.0.0")  # 2.0.0 without the migration: other contents
+    releases = sorted(p.name for p in (site.home / "releases").iterdir())
+    with pytest.raises(CommandError) as failure:
+        site.up(other)
+    assert "serving with different contents" in failure.value.stderr
+    assert sorted(p.name for p in (site.home / "releases").iterdir()) == releases, "left a half-made release"
+    assert not (site.home / "packages" / f"{other['sha256']}.zip").exists()
+    assert not (site.home / "shared" / "app.env.new").exists()
+    assert "Release 2.0.0" in site.get("/")[1]
+
+
+def test_a_plain_200_health_answer_counts(site: Site, packages: dict[str, dict[str, Any]]) -> None:
+    site.overrides["siteline:site.healthPath"] = "/"  # an HTML page, no JSON, no release in it
+    try:
+        site.up(packages["v2"])
+    finally:
+        del site.overrides["siteline:site.healthPath"]
+    assert site.get("/")[0] == 200
+    lib = REPO / "components" / "scripts" / "local-lib.sh"
+    port = site.ports["site"]
+
+    def healthy(path: str, version: str) -> int:
+        return subprocess.run(site.wrap(["bash", "-c", f'. "{lib}"; healthy "$1" "$2" 2', "_",
+                                         f"http://127.0.0.1:{port}{path}", version]), capture_output=True).returncode
+
+    # A JSON "release" still has to match; a plain 200 counts whatever the version.
+    assert (healthy("/healthz", "2.0.0"), healthy("/healthz", "9.9.9"), healthy("/", "9.9.9")) == (0, 1, 0)
+
+
+def test_a_compound_start_command_is_stopped_as_a_whole(site: Site, packages: dict[str, dict[str, Any]]) -> None:
+    before = site.processes()
+    generations = []
+    for start in COMPOUND_STARTS:
+        site.overrides["siteline:site.start"] = start
+        site.up(packages["v2"])
+        leader = int((site.home / "site.pid").read_text())
+        members = group(leader)
+        assert command_line(leader)[0] == "bash", "the start command was not compound after all"
+        assert any("gunicorn" in " ".join(command_line(pid)) for pid in members if pid != leader)
+        generations.append(members)
+        status, page = site.get("/")
+        assert status == 200 and "Release 2.0.0" in page
+    # Every process of the plain site and of the first compound site is gone, not only their leaders.
+    assert [pid for pid in before if alive(pid) and pid not in site.processes()] == []
+    assert [pid for pid in generations[0] if alive(pid)] == []
+
+
+def test_port_changes_move_the_database_and_the_mail_sink(site: Site, packages: dict[str, dict[str, Any]]) -> None:
+    old = dict(site.ports)
+    old_sink = int((site.home / "mail.pid").read_text())
+    site.ports.update(db=free_port(), mail=free_port())
+    site.up(packages["v2"])
+    assert not port_open(old["db"]) and not port_open(old["mail"]) and not alive(old_sink)
+    assert port_open(site.ports["db"]) and port_open(site.ports["mail"])
+    assert f":{site.ports['db']}/" in site.database_url()
+    with psycopg.connect(site.database_url()) as conn:
+        assert conn.execute("SELECT current_setting('port')").fetchone() == (str(site.ports["db"]),)
+    mails = len(list((site.home / "mail").glob("*.eml")))
+    form = urllib.parse.urlencode({"name": "Ada", "email": "ada@example.org", "message": "Moved"}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{site.ports['site']}/contact", data=form)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.url.endswith("/contact?sent=1")
+    assert len(list((site.home / "mail").glob("*.eml"))) == mails + 1
+
+
+def test_changed_scripts_restart_the_mail_sink(site: Site) -> None:
+    sink = next(c for c in site.state if c.name.endswith("-mail-sink"))
+    old = int((site.home / "mail.pid").read_text())
+    site.run("create", sink, SITELINE_SCRIPTS="another-digest")  # what a changed mailsink.py feeds it
+    new = int((site.home / "mail.pid").read_text())
+    assert new != old and not alive(old) and alive(new) and port_open(site.ports["mail"])
+    assert "already listening" in site.run("create", sink, SITELINE_SCRIPTS="another-digest")
+    site.run("create", sink)  # back to what the state says is running
+    assert not alive(new) and port_open(site.ports["mail"])
+
+
+def test_another_stack_cannot_take_ports_in_use(site: Site, packages: dict[str, dict[str, Any]]) -> None:
+    # A second stack on this machine (a review stack, say) left on the ports dev already uses.
+    other_home = site.root / "second stack"
+    commands = {c.name.rsplit("-", 1)[-1]: c for c in site.evaluate(packages["v2"], home=other_home)}
+    database, mail, release = commands["database"], commands["sink"], commands["release"]
+    serving = site.processes()
+    for command, key, port in ((mail, "hosting.local.mailPort", "mail"), (database, "hosting.local.dbPort", "db"),
+                               (release, "site.port", "site")):
+        with pytest.raises(CommandError) as failure:
+            site.run("create", command)
+        assert f"port {site.ports[port]} " in failure.value.stderr
+        assert f"pulumi config set --path siteline:{key} <port>" in failure.value.stderr
+    assert not (other_home / "dev" / "db" / "data").exists() and not (other_home / "dev" / "mail.pid").exists()
+    assert site.processes() == serving and "Release 2.0.0" in site.get("/")[1]
+
+    with pytest.raises(CommandError) as failure:
+        site.run("create", database, DB_VERSION="12")
+    assert "PostgreSQL 12 server binaries not found; installed: " in failure.value.stderr
+    assert "pulumi config set --path siteline:database.version" in failure.value.stderr
+    assert failure.value.stderr.rstrip().endswith("-s dev (or install postgresql-12)")
+    if os.geteuid() == 0:
+        with pytest.raises(CommandError) as failure:
+            site.run("create", mail, as_root=True, MAIL_PORT=str(free_port()))
+        assert "runs as a normal user" in failure.value.stderr
+
+
 def test_destroy_leaves_nothing_running(site: Site) -> None:
-    pids = site.pids()
-    assert len(pids) >= 2
+    pids = site.processes()
+    assert len(pids) >= 5  # postgres, the sink, the compound site's shell, gunicorn and its workers
     site.destroy()
     assert [pid for pid in pids if alive(pid)] == []
+    assert site.strays() == [], "a process still runs in or names the stack's directory"
     for port in (site.ports["site"], site.ports["db"], site.ports["mail"]):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
     assert not (site.home / "releases").exists()
     assert (site.home / "db" / "data").exists(), "the database is kept unless retainOnDestroy is false"
+
+
+def test_destroy_succeeds_without_postgresql_binaries(site: Site, packages: dict[str, dict[str, Any]]) -> None:
+    database = next(c for c in site.evaluate(packages["v2"]) if c.name.endswith("-database"))
+    printed = site.run("delete", database, DB_VERSION="12")
+    assert "PostgreSQL is not running" in printed
+
+
+def test_database_in_a_home_with_spaces(site: Site, packages: dict[str, dict[str, Any]]) -> None:
+    ports = {"site": free_port(), "db": free_port(), "mail": free_port()}
+    database = next(c for c in site.evaluate(packages["v2"], home=site.root / "second stack", ports=ports)
+                    if c.name.endswith("-database"))
+    try:
+        site.run("create", database)
+        password = database.inputs["stdin"].strip()
+        with psycopg.connect(host="127.0.0.1", port=ports["db"], dbname="site", user="siteline",
+                             password=password) as conn:
+            sockets = conn.execute("SELECT current_setting('unix_socket_directories')").fetchone()
+        assert sockets is not None and sockets[0].endswith("second stack/dev/db/run")
+    finally:
+        # As if PostgreSQL had been uninstalled meanwhile: the running cluster is still stopped.
+        printed = site.run("delete", database, DB_VERSION="12")
+    assert "stopping PostgreSQL" in printed and not port_open(ports["db"])
