@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Siteline on Azure, run by `pulumi up` on the deploying machine (az CLI logged in).
-#   swap      warm the staging slot, check it serves RELEASE_VERSION on HEALTH_PATH, swap it into production,
-#             check production; an unhealthy slot is never swapped in, and a failed check swaps back.
+#   swap      restart the staging slot, warm it, check it serves RELEASE_VERSION on HEALTH_PATH, swap it into
+#             production, check production; an unhealthy slot is never swapped in, and a failed check swaps back.
 #   bind-tls  bind the managed certificate THUMBPRINT to HOST_NAME (SNI).
 # Running either twice gives the same result: a swap already done is reported and skipped.
+# Every az call names SUBSCRIPTION (from the Pulumi program), whatever subscription the CLI has selected.
 set -euo pipefail
 
 say() { printf 'siteline-azure: %s\n' "$*"; }
@@ -19,14 +20,14 @@ require() {
 
 login_check() {
   command -v az >/dev/null || fail "the Azure CLI (az) is not installed on this machine; see docs/targets/azure.md"
-  az account show --query id --output tsv >/dev/null 2>&1 \
-    || fail "the Azure CLI is not logged in: run az login (or az login --service-principal / --identity in CI)"
+  az account show --subscription "$SUBSCRIPTION" --query id --output tsv >/dev/null 2>&1 \
+    || fail "the Azure CLI is not logged in to subscription $SUBSCRIPTION: run az login (or az login --service-principal / --identity in CI) with an identity that can reach it"
 }
 
 deployment_of() {  # the SITELINE_DEPLOYMENT setting a slot carries ("" if none)
   local slot_args=()
   [[ "$1" == production ]] || slot_args=(--slot "$1")
-  az webapp config appsettings list --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" "${slot_args[@]}" \
+  az webapp config appsettings list --subscription "$SUBSCRIPTION" --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" "${slot_args[@]}" \
     --query "[?name=='SITELINE_DEPLOYMENT'].value | [0]" --output tsv
 }
 
@@ -48,6 +49,7 @@ wait_healthy() {  # wait_healthy HOST SECONDS
 }
 
 swap() {
+  require SUBSCRIPTION '^[0-9a-fA-F-]{36}$'
   require RESOURCE_GROUP '^[-A-Za-z0-9_.()]+$'
   require APP_NAME '^[a-z0-9][-a-z0-9]*$'
   require SLOT '^[a-z0-9-]+$'
@@ -59,7 +61,7 @@ swap() {
   require WARMUP_TIMEOUT '^[0-9]+$'
   login_check
 
-  say "step 1/4: is deployment $DEPLOYMENT (release $RELEASE_VERSION) already in production?"
+  say "step 1/5: is deployment $DEPLOYMENT (release $RELEASE_VERSION) already in production?"
   if [[ "$(deployment_of production)" == "$DEPLOYMENT" ]]; then
     say "production already runs deployment $DEPLOYMENT; nothing to swap"
     return 0
@@ -69,18 +71,25 @@ swap() {
   [[ "$staged" == "$DEPLOYMENT" ]] \
     || fail "the $SLOT slot carries deployment '${staged:-none}', not $DEPLOYMENT; run pulumi up again. Production is unchanged."
 
-  say "step 2/4: warming the $SLOT slot until https://$STAGING_HOST$HEALTH_PATH serves $RELEASE_VERSION (up to ${WARMUP_TIMEOUT}s)"
-  wait_healthy "$STAGING_HOST" "$WARMUP_TIMEOUT" \
-    || fail "the $SLOT slot did not serve release $RELEASE_VERSION healthily within ${WARMUP_TIMEOUT}s; production keeps serving the previous release. Logs: az webapp log tail --resource-group $RESOURCE_GROUP --name $APP_NAME --slot $SLOT"
+  # The slot took its new package and settings when Pulumi wrote them; a restart makes it resolve its Key Vault
+  # references and fetch its package again, in case the first start ran before its role grants had propagated
+  # (App Service keeps a failed reference until the next restart). It serves no traffic, so this costs nothing.
+  say "step 2/5: restarting the $SLOT slot so it starts on deployment $DEPLOYMENT with fresh Key Vault references"
+  az webapp restart --subscription "$SUBSCRIPTION" --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \
+    --slot "$SLOT" --output none
 
-  say "step 3/4: swapping $SLOT into production"
-  az webapp deployment slot swap --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" --slot "$SLOT" \
+  say "step 3/5: warming the $SLOT slot until https://$STAGING_HOST$HEALTH_PATH serves $RELEASE_VERSION (up to ${WARMUP_TIMEOUT}s)"
+  wait_healthy "$STAGING_HOST" "$WARMUP_TIMEOUT" \
+    || fail "the $SLOT slot did not serve release $RELEASE_VERSION healthily within ${WARMUP_TIMEOUT}s; production keeps serving the previous release. Logs: az webapp log tail --subscription $SUBSCRIPTION --resource-group $RESOURCE_GROUP --name $APP_NAME --slot $SLOT"
+
+  say "step 4/5: swapping $SLOT into production"
+  az webapp deployment slot swap --subscription "$SUBSCRIPTION" --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" --slot "$SLOT" \
     --target-slot production --output none
 
-  say "step 4/4: checking https://$PRODUCTION_HOST$HEALTH_PATH serves $RELEASE_VERSION"
+  say "step 5/5: checking https://$PRODUCTION_HOST$HEALTH_PATH serves $RELEASE_VERSION"
   if ! wait_healthy "$PRODUCTION_HOST" 180; then
     say "production is not healthy after the swap; swapping back"
-    az webapp deployment slot swap --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" --slot "$SLOT" \
+    az webapp deployment slot swap --subscription "$SUBSCRIPTION" --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" --slot "$SLOT" \
       --target-slot production --output none
     fail "release $RELEASE_VERSION failed its health check in production and was swapped back out"
   fi
@@ -88,13 +97,14 @@ swap() {
 }
 
 bind_tls() {
+  require SUBSCRIPTION '^[0-9a-fA-F-]{36}$'
   require RESOURCE_GROUP '^[-A-Za-z0-9_.()]+$'
   require APP_NAME '^[a-z0-9][-a-z0-9]*$'
   require HOST_NAME '^[a-z0-9.-]+$'
   require THUMBPRINT '^[0-9A-F]{40}$'
   login_check
   say "step 1/1: binding certificate $THUMBPRINT to $HOST_NAME (SNI)"
-  az webapp config ssl bind --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \
+  az webapp config ssl bind --subscription "$SUBSCRIPTION" --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \
     --certificate-thumbprint "$THUMBPRINT" --ssl-type SNI --hostname "$HOST_NAME" --output none
   say "https://$HOST_NAME is bound"
 }

@@ -16,7 +16,7 @@ DEFAULT_DATABASE = {"live": "Standard_D2ds_v5"}
 DEFAULT_DATABASE_OTHER = "Standard_B1ms"
 # PostgreSQL Flexible Server offers these disk sizes only (GiB).
 STORAGE_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-DEFAULT_START_BIND = "--bind 127.0.0.1:"
+DEFAULT_START = ("gunicorn --bind 127.0.0.1:", "python3 -m gunicorn --bind 0.0.0.0:")
 
 
 def plan_sku(config: Any) -> str:
@@ -38,8 +38,9 @@ def linux_fx_version(runtime: str) -> str:
 
 
 def start_command(start: str, default_start: str) -> str:
-    """App Service forwards to the container's port, so the default loopback bind must listen on all interfaces."""
-    return start.replace(DEFAULT_START_BIND, "--bind 0.0.0.0:") if start == default_start else start
+    """App Service forwards to the container's port, so the default loopback bind must listen on all interfaces.
+    `python3 -m` runs the gunicorn the package carries (its directory comes first on sys.path), not the image's."""
+    return start.replace(*DEFAULT_START, 1) if start == default_start else start
 
 
 def slug(text: str, length: int) -> str:
@@ -70,6 +71,11 @@ def check(config: Any, hosting: Any) -> list[Problem]:
     if config.database.backup_retention_days < 7:
         found.append(("database.backupRetentionDays", f"is {config.database.backup_retention_days}; Flexible Server "
                       "keeps backups 7 to 35 days", "pulumi config set --path siteline:database.backupRetentionDays 7"))
+    if hosting.install_requirements and config.role in ("test", "live"):
+        found.append(("hosting.azure.installRequirements", f"is true on {config.role}, which would install packages "
+                      "from PyPI at every start: test and live run the promoted package as built, never a build",
+                      "pulumi config set --path siteline:hosting.azure.installRequirements false, and build the "
+                      "package with its dependencies: python examples/site/package.py --with-deps --version X"))
     start = config.site.start
     default_start = type(config.site).model_fields["start"].default
     if start != default_start and re.search(r"(127\.0\.0\.1|localhost):", start):

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import pulumi
 import pulumi_random as random
-from pulumi_azure_native import authorization, resources, web
+from pulumi_azure_native import authorization, managedidentity, resources, web
 from pulumi_command import local as command
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -41,7 +41,8 @@ class HOSTING(BaseModel):
     resource_group: Optional[str] = Field(default=None, alias="resourceGroup", pattern=r"^[-\w.()]{0,89}[-\w()]$")
     address_space: str = Field(default="10.42.0.0/16", alias="addressSpace")
     warmup_timeout: int = Field(default=600, alias="warmupTimeout", ge=60, le=3600)
-    install_requirements: bool = Field(default=True, alias="installRequirements")
+    # Off by default, and refused on test and live (see check()): those run the package as promoted, never a build.
+    install_requirements: bool = Field(default=False, alias="installRequirements")
 
     @field_validator("address_space")
     @classmethod
@@ -54,6 +55,17 @@ class HOSTING(BaseModel):
 
 def check(config: Any, hosting: HOSTING) -> list[Problem]:
     return rules.check(config, hosting)
+
+
+def script_path(project_dir: Path) -> str:
+    """The release script as the commands name it: relative to the project directory, the commands' working
+    directory, so the same program checked out elsewhere declares the same command (an absolute path would differ,
+    and a changed command runs again: a second swap)."""
+    try:
+        return SCRIPT.relative_to(Path(project_dir).resolve()).as_posix()
+    except ValueError:
+        raise ValueError(f"{SCRIPT} is outside the project directory {project_dir}: run pulumi from the project "
+                         "that contains components/") from None
 
 
 class Target(pulumi.ComponentResource):
@@ -80,6 +92,22 @@ class Target(pulumi.ComponentResource):
         net = data.private_network(place, hosting.address_space, retain)
         db = data.postgres(place, cfg, net, live)
         package = release_inputs.package(place, release, settings.project_dir, live)
+        # One user-assigned identity for both slots, granted before either exists: a slot's first start then
+        # resolves its Key Vault references and fetches its package (a system-assigned identity could only be
+        # granted after its slot exists, and App Service caches a failed reference). A swap moves no identity,
+        # and none needs to move: both slots are the same principal.
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity", resource_name_=f"{base}-site", resource_group_name=place.group,
+            location=hosting.location, opts=child)
+        # The vault trusts the tenant the identity lives in: the deploying subscription's tenant.
+        vault = release_inputs.vault(place, identity.tenant_id, {**args.app_config.secret, "DATABASE_URL": db.url},
+                                     live, after=[db.database])
+        # `/subscriptions/<id>` from the group id: the subscription Pulumi deploys to, which the az commands name too.
+        subscription = group.id.apply(lambda i: i.split("/resourceGroups/")[0])
+        subscription_id = subscription.apply(lambda s: s.rsplit("/", 1)[-1])
+        grants = self._grants(place, subscription, identity,
+                              {"package-reader": (package.container.id, BLOB_DATA_READER),
+                               "secrets-user": (vault.vault.id, KEY_VAULT_SECRETS_USER)})
         plan = web.AppServicePlan(
             f"{name}-plan", name=f"{base}-plan", resource_group_name=place.group, location=hosting.location,
             kind="linux", reserved=True,
@@ -87,8 +115,9 @@ class Target(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=live))
         site = {"resource_group_name": place.group, "location": hosting.location, "kind": "app,linux",
                 "reserved": True, "server_farm_id": plan.id, "https_only": True, "client_affinity_enabled": False,
-                "identity": web.ManagedServiceIdentityArgs(type=web.ManagedServiceIdentityType.SYSTEM_ASSIGNED),
-                "key_vault_reference_identity": "SystemAssigned", "virtual_network_subnet_id": net.app_subnet}
+                "identity": web.ManagedServiceIdentityArgs(type=web.ManagedServiceIdentityType.USER_ASSIGNED,
+                                                           user_assigned_identities=[identity.id]),
+                "key_vault_reference_identity": identity.id, "virtual_network_subnet_id": net.app_subnet}
         site_config = {"linux_fx_version": rules.linux_fx_version(cfg.site.runtime), "always_on": True,
                        "ftps_state": "Disabled", "min_tls_version": "1.2", "scm_min_tls_version": "1.2",
                        "http20_enabled": True, "health_check_path": cfg.site.health_path,
@@ -97,36 +126,32 @@ class Target(pulumi.ComponentResource):
         # so the next `pulumi up` neither undoes a swap nor restarts the site.
         app = web.WebApp(f"{name}-app", name=pulumi.Output.concat(base, "-", suffix), **site,
                          site_config=web.SiteConfigArgs(**site_config),
-                         opts=pulumi.ResourceOptions(parent=self, ignore_changes=SWAPPED))
-        # The vault trusts the tenant the app's identity lives in: the deploying subscription's tenant.
-        tenant = app.identity.apply(lambda i: i.tenant_id if i else "")
-        vault = release_inputs.vault(place, tenant, {**args.app_config.secret, "DATABASE_URL": db.url},
-                                     live, after=[db.database])
-        settings_list, deployment = self._staging_settings(args.app_config.plain, vault.references, package.url)
-        staging = web.WebAppSlot(f"{name}-staging", name=app.name, slot="staging", **site, opts=child,
+                         opts=pulumi.ResourceOptions(parent=self, ignore_changes=SWAPPED, depends_on=grants))
+        settings_list, deployment = self._staging_settings(args.app_config.plain, vault.references, package.url,
+                                                           identity.id)
+        staging = web.WebAppSlot(f"{name}-staging", name=app.name, slot="staging", **site,
                                  site_config=web.SiteConfigArgs(**site_config, app_command_line=self._app_command(),
-                                                                app_settings=settings_list))
+                                                                app_settings=settings_list),
+                                 opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
         sticky = web.WebAppSlotConfigurationNames(f"{name}-sticky", name=app.name, resource_group_name=place.group,
                                                   app_setting_names=list(STICKY), opts=child)
-        subscription = group.id.apply(lambda i: i.split("/resourceGroups/")[0])
-        grants = self._grants(place, subscription, [("app", app), ("staging", staging)],
-                              {"package-reader": (package.container.id, BLOB_DATA_READER),
-                               "secrets-user": (vault.vault.id, KEY_VAULT_SECRETS_USER)})
+        self._script = script_path(settings.project_dir)
         swap = command.Command(
             f"{name}-swap",
             # Triggers replace: each new release or configuration is one new swap. There is no delete: the
             # previous release stays in the staging slot, ready to swap back.
-            create=f"bash {SCRIPT} swap",
-            environment={"RESOURCE_GROUP": place.group, "APP_NAME": app.name, "SLOT": "staging",
+            create=f"bash {self._script} swap",
+            environment={"SUBSCRIPTION": subscription_id,
+                         "RESOURCE_GROUP": place.group, "APP_NAME": app.name, "SLOT": "staging",
                          "STAGING_HOST": staging.default_host_name, "PRODUCTION_HOST": app.default_host_name,
                          "HEALTH_PATH": cfg.site.health_path, "RELEASE_VERSION": release.version,
                          "DEPLOYMENT": deployment, "WARMUP_TIMEOUT": str(hosting.warmup_timeout)},
             triggers=[release.sha256, deployment],
             opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[staging, sticky, db.database, *vault.secrets, *grants]))
-        serving: list[pulumi.Resource] = [swap]
+        serving: list[pulumi.CustomResource] = [swap]
         if cfg.hosting.domain:
-            serving.append(self._custom_domain(place, plan, app))
+            serving.append(self._custom_domain(place, plan, app, subscription_id))
         if live:
             # CanNotDelete, not ReadOnly: ReadOnly would block slot swaps and Pulumi's own updates.
             authorization.ManagementLockAtResourceGroupLevel(
@@ -147,21 +172,23 @@ class Target(pulumi.ComponentResource):
     def _app_command(self) -> str:
         site = self._cfg.site
         start = rules.start_command(site.start, type(site).model_fields["start"].default)
-        # No build runs on a mounted package: dependencies come from the package's requirements.txt at start,
-        # and migrations (expand-only, under an advisory lock) run before the slot takes traffic.
+        # No build runs on a mounted package: it carries its dependencies (package.py --with-deps). Only dev may
+        # opt in to installing them at start (check() refuses it elsewhere). Migrations (expand-only, under an
+        # advisory lock) run before the slot takes traffic.
         install = ("if [ -f requirements.txt ]; then python3 -m pip install --no-cache-dir --quiet "
                    "-r requirements.txt; fi && ") if self._hosting.install_requirements else ""
         return f"{install}{site.migrate} && {start}"
 
     def _staging_settings(self, app_plain: Any, references: dict[str, pulumi.Output[str]],
-                          package_url: pulumi.Output[str]) -> tuple[list[web.NameValuePairArgs], pulumi.Output[str]]:
+                          package_url: pulumi.Output[str], identity_id: pulumi.Output[str],
+                          ) -> tuple[list[web.NameValuePairArgs], pulumi.Output[str]]:
         """The staging slot's settings, and the digest of what production will run once they are swapped in."""
         site = self._cfg.site
         plain: dict[str, pulumi.Input[str]] = {
             **app_plain, **references, "PORT": str(site.port), "WEBSITES_PORT": str(site.port),
             "SCM_DO_BUILD_DURING_DEPLOYMENT": "false", "WEBSITE_RUN_FROM_PACKAGE": package_url,
-            # The slot fetches the private blob with its own identity: no key or SAS in the setting.
-            "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID": "SystemAssigned",
+            # The slot fetches the private blob with the user-assigned identity: no key or SAS in the setting.
+            "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID": identity_id,
             "WEBSITE_SWAP_WARMUP_PING_PATH": site.health_path, "WEBSITE_SWAP_WARMUP_PING_STATUSES": "200",
             "SITELINE_SLOT": "staging"}
         names = sorted(plain)
@@ -171,21 +198,18 @@ class Target(pulumi.ComponentResource):
         pairs = [web.NameValuePairArgs(name=n, value=plain[n]) for n in names]
         return [*pairs, web.NameValuePairArgs(name="SITELINE_DEPLOYMENT", value=deployment)], deployment
 
-    def _grants(self, place: data.Place, subscription: pulumi.Output[str], sites: list[tuple[str, Any]],
+    def _grants(self, place: data.Place, subscription: pulumi.Output[str],
+                identity: managedidentity.UserAssignedIdentity,
                 roles: dict[str, tuple[pulumi.Output[str], str]]) -> list[authorization.RoleAssignment]:
-        """Each slot has its own identity (a swap does not move identities): both read the package and secrets."""
-        grants = []
-        for label, site in sites:
-            principal = site.identity.apply(lambda i: i.principal_id if i else "")
-            for role, (scope, guid) in roles.items():
-                grants.append(authorization.RoleAssignment(
-                    f"{place.name}-{label}-{role}", principal_id=principal, principal_type="ServicePrincipal",
-                    scope=scope, role_definition_id=pulumi.Output.concat(
-                        subscription, "/providers/Microsoft.Authorization/roleDefinitions/", guid),
-                    opts=place.opts()))
-        return grants
+        """The sites' one identity reads the package and the secrets, and nothing else."""
+        return [authorization.RoleAssignment(
+            f"{place.name}-{role}", principal_id=identity.principal_id, principal_type="ServicePrincipal",
+            scope=scope, role_definition_id=pulumi.Output.concat(
+                subscription, "/providers/Microsoft.Authorization/roleDefinitions/", guid),
+            opts=place.opts()) for role, (scope, guid) in roles.items()]
 
-    def _custom_domain(self, place: data.Place, plan: web.AppServicePlan, app: web.WebApp) -> pulumi.Resource:
+    def _custom_domain(self, place: data.Place, plan: web.AppServicePlan, app: web.WebApp,
+                       subscription: pulumi.Output[str]) -> pulumi.CustomResource:
         domain = str(self._cfg.hosting.domain)
         binding = web.WebAppHostNameBinding(
             f"{place.name}-domain", name=app.name, resource_group_name=place.group, host_name=domain,
@@ -198,7 +222,8 @@ class Target(pulumi.ComponentResource):
             server_farm_id=plan.id, resource_group_name=place.group, location=place.location,
             opts=place.opts(depends_on=[binding]))
         return command.Command(
-            f"{place.name}-tls", create=f"bash {SCRIPT} bind-tls",
-            environment={"RESOURCE_GROUP": place.group, "APP_NAME": app.name, "HOST_NAME": domain,
+            f"{place.name}-tls", create=f"bash {self._script} bind-tls",
+            environment={"SUBSCRIPTION": subscription,
+                         "RESOURCE_GROUP": place.group, "APP_NAME": app.name, "HOST_NAME": domain,
                          "THUMBPRINT": certificate.thumbprint},
             triggers=[certificate.thumbprint], opts=place.opts(depends_on=[binding]))

@@ -1,12 +1,12 @@
-"""azure-native: what Azure computes (names, host names, identities, secret URIs), in the shapes it returns them."""
+"""azure-native: what Azure computes (ARM ids, names, host names, identities, secret URIs), in the shapes it returns."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tests.computed import stable
+from tests.harness import SECRET_SIG
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"  # pulumi's wire marker of a secret value
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
 # The input that carries each type's own name; without it Azure derives one from the resource name.
@@ -17,6 +17,27 @@ NAME_INPUTS = {
     "dbforpostgresql:Database": "databaseName", "network:VirtualNetwork": "virtualNetworkName",
     "privatedns:PrivateZone": "privateZoneName", "privatedns:VirtualNetworkLink": "virtualNetworkLinkName",
     "authorization:ManagementLockAtResourceGroupLevel": "lockName", "authorization:RoleAssignment": "roleAssignmentName",
+    "managedidentity:UserAssignedIdentity": "resourceName",
+}
+# Where each type sits under its resource group's `providers/`; a child names its parent through an input.
+ARM_PATHS = {
+    "web:AppServicePlan": "Microsoft.Web/serverfarms/{own}", "web:WebApp": "Microsoft.Web/sites/{own}",
+    "web:WebAppSlot": "Microsoft.Web/sites/{name}/slots/{slot}",
+    "web:WebAppSlotConfigurationNames": "Microsoft.Web/sites/{name}/config/slotConfigNames",
+    "web:WebAppHostNameBinding": "Microsoft.Web/sites/{name}/hostNameBindings/{hostName}",
+    "web:Certificate": "Microsoft.Web/certificates/{own}",
+    "storage:StorageAccount": "Microsoft.Storage/storageAccounts/{own}",
+    "storage:BlobContainer": "Microsoft.Storage/storageAccounts/{accountName}/blobServices/default/containers/{own}",
+    "storage:Blob": "Microsoft.Storage/storageAccounts/{accountName}/blobServices/default/containers/"
+                    "{containerName}/blobs/{own}",
+    "keyvault:Vault": "Microsoft.KeyVault/vaults/{own}", "keyvault:Secret": "Microsoft.KeyVault/vaults/{vaultName}/secrets/{own}",
+    "dbforpostgresql:Server": "Microsoft.DBforPostgreSQL/flexibleServers/{own}",
+    "dbforpostgresql:Database": "Microsoft.DBforPostgreSQL/flexibleServers/{serverName}/databases/{own}",
+    "network:VirtualNetwork": "Microsoft.Network/virtualNetworks/{own}",
+    "privatedns:PrivateZone": "Microsoft.Network/privateDnsZones/{own}",
+    "privatedns:VirtualNetworkLink": "Microsoft.Network/privateDnsZones/{privateZoneName}/virtualNetworkLinks/{own}",
+    "authorization:ManagementLockAtResourceGroupLevel": "Microsoft.Authorization/locks/{own}",
+    "managedidentity:UserAssignedIdentity": "Microsoft.ManagedIdentity/userAssignedIdentities/{own}",
 }
 
 
@@ -34,21 +55,45 @@ def _guid(seed: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _identity(seed: str) -> dict[str, Any]:
+def _identity(seed: str, given: Any) -> dict[str, Any]:
+    """A site's identity as App Service reports it: its own principal, or the user-assigned ones it was given."""
+    given = _plain(given) or {}
+    if given.get("type") == "UserAssigned":
+        return {"type": "UserAssigned", "userAssignedIdentities": {
+            rid: {"principalId": _guid("principal-" + rid), "clientId": _guid("client-" + rid)}
+            for rid in given.get("userAssignedIdentities", [])}}
     return {"type": "SystemAssigned", "principalId": _guid("principal-" + seed), "tenantId": TENANT}
+
+
+def _arm_id(kind: str, own: str, inputs: dict[str, Any]) -> str | None:
+    """The id Azure gives the resource: /subscriptions/<sub>/resourceGroups/<rg>/providers/<namespace>/<type>/<name>."""
+    group = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/"
+    if kind == "resources:ResourceGroup":
+        return group + own
+    if kind == "authorization:RoleAssignment":
+        return f"{inputs.get('scope')}/providers/Microsoft.Authorization/roleAssignments/{own}"
+    if kind not in ARM_PATHS:
+        return None
+    path = ARM_PATHS[kind].format(own=own, **{k: v for k, v in _plain(inputs).items() if isinstance(v, str)})
+    return f"{group}{inputs.get('resourceGroupName')}/providers/{path}"
 
 
 def outputs(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     kind = type_token.removeprefix("azure-native:")
     own = inputs.get(NAME_INPUTS.get(kind, "name")) or f"{name}{stable(name, 6)}"
+    if kind == "authorization:RoleAssignment":
+        own = _guid("assignment-" + name)
     result: dict[str, Any] = {"name": own, "azureApiVersion": "2024-01-01"}
+    arm_id = _arm_id(kind, own, inputs)
+    if arm_id:
+        result["id"] = arm_id  # the harness pops it: the resource's id
     if kind == "web:WebApp":
-        result.update(defaultHostName=f"{own}.azurewebsites.net", identity=_identity(name),
+        result.update(defaultHostName=f"{own}.azurewebsites.net", identity=_identity(name, inputs.get("identity")),
                       customDomainVerificationId=stable("verify-" + name, 64),
                       outboundIpAddresses="20.50.2.1,20.50.2.2", possibleOutboundIpAddresses="20.50.2.1,20.50.2.2,20.50.2.3")
     elif kind == "web:WebAppSlot":
         result.update(name=f"{own}/{inputs.get('slot')}", defaultHostName=f"{own}-{inputs.get('slot')}.azurewebsites.net",
-                      identity=_identity(name))
+                      identity=_identity(name, inputs.get("identity")))
     elif kind == "web:Certificate":
         result.update(thumbprint=stable("thumb-" + name, 40).upper())
     elif kind == "storage:StorageAccount":
@@ -64,7 +109,9 @@ def outputs(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
     elif kind == "dbforpostgresql:Server":
         result.update(fullyQualifiedDomainName=f"{own}.postgres.database.azure.com", state="Ready")
     elif kind == "authorization:RoleAssignment":
-        result.update(name=_guid("assignment-" + name), principalType=inputs.get("principalType"))
+        result.update(principalType=inputs.get("principalType"))
+    elif kind == "managedidentity:UserAssignedIdentity":
+        result.update(principalId=_guid("principal-" + name), clientId=_guid("client-" + name), tenantId=TENANT)
     return result
 
 

@@ -1031,3 +1031,62 @@ def test_package_is_reproducible_and_complete(tmp_path: Path) -> None:
     assert (
         not list((tmp_path / "c").glob("*.zip")) if (tmp_path / "c").exists() else True
     )
+
+
+def fake_wheel(directory: Path, module: str, body: str) -> None:
+    """A pure-Python wheel for `module`, so --with-deps is tested with no index (PIP_NO_INDEX)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dist = module.replace("_", "-")
+    info = f"{module}-1.0.dist-info"
+    files = {
+        f"{module}/__init__.py": body,
+        f"{module}/tests/__init__.py": "",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(directory / f"{module}-1.0-py3-none-any.whl", "w") as wheel:
+        for name, text in {**files, f"{info}/RECORD": record}.items():
+            wheel.writestr(name, text)
+
+
+def test_package_with_deps_carries_them_reproducibly(tmp_path: Path) -> None:
+    source = copy_site(tmp_path / "source")
+    (source / "requirements.txt").write_text("vendored-dep==1.0\n")
+    fake_wheel(tmp_path / "wheels", "vendored_dep", "ANSWER = 42\n")
+    offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path / "wheels")}
+
+    def build(out: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(SITE / "package.py"), "--version", RELEASE, "--with-deps",
+             "--source", str(source), "--out", str(tmp_path / out), "--json"],
+            capture_output=True, text=True, timeout=120, check=False, env=offline,
+        )  # fmt: skip
+
+    first, second = build("a"), build("b")
+    assert first.returncode == 0, first.stderr
+    built = json.loads(first.stdout)
+    assert json.loads(second.stdout)["sha256"] == built["sha256"]
+    with zipfile.ZipFile(built["package"]) as archive:
+        names = archive.namelist()
+        assert names == sorted(names)
+        assert archive.read("vendored_dep/__init__.py") == b"ANSWER = 42\n"
+        # A dependency keeps its own `tests` package: the site's exclusions are not applied to it.
+        assert "vendored_dep/tests/__init__.py" in names
+        assert "vendored_dep-1.0.dist-info/METADATA" in names
+        assert {"app.py", "migrate.py", "VERSION"} <= set(names)
+        assert not [n for n in names if n.startswith("bin/") or n.endswith(".pyc")]
+        archive.extractall(tmp_path / "unpacked")
+    # From the unpacked package, the dependency is what the site imports.
+    imported = subprocess.run(
+        [sys.executable, "-c", "import vendored_dep; print(vendored_dep.__file__)"],
+        cwd=tmp_path / "unpacked", capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert Path(imported.stdout.strip()).parent == tmp_path / "unpacked" / "vendored_dep"
+
+    # Without the wheel, the build fails and says why; no package is left behind.
+    (tmp_path / "wheels" / "vendored_dep-1.0-py3-none-any.whl").unlink()
+    failed = build("c")
+    assert failed.returncode == 2 and "vendored-dep" in failed.stderr
+    assert not list((tmp_path / "c").glob("*.zip"))

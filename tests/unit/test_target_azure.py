@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,10 @@ import pytest
 from components.settings import StackConfig
 from components.targets import _azure_rules as rules
 from components.targets import azure
+from tests.computed.azure_native import SUBSCRIPTION, TENANT, _guid
 from tests.computed.random import password as random_password
 from tests.conftest import MARKER_VALUES, MARKERS, build_package
-from tests.harness import Evaluation, Registered, evaluate, is_secret, plain_text
+from tests.harness import REPO, Evaluation, Registered, evaluate, is_secret, plain_text
 
 AZ = "azure-native:"
 SECRET_ENV = ("ADMIN_TOKEN", "CRM_API_KEY", "SMTP_PASSWORD", "DATABASE_URL")
@@ -56,6 +59,16 @@ def settings_of(resource: Registered) -> dict[str, Any]:
     return {pair["name"]: pair["value"] for pair in resource.plain_inputs["siteConfig"].get("appSettings", [])}
 
 
+def arm_id(stack: Evaluation, path: str) -> str:
+    """The ARM id of a resource in the stack's resource group: what Azure answers, and what dependents must name."""
+    group = stack.one(AZ + "resources:ResourceGroup").plain_inputs["resourceGroupName"]
+    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}/providers/{path}"
+
+
+def site_identity(stack: Evaluation) -> str:
+    return arm_id(stack, f"Microsoft.ManagedIdentity/userAssignedIdentities/siteline-{stack.stack}-site")
+
+
 def test_declares_the_whole_environment(stack: Evaluation) -> None:
     types = {r.type for r in stack.resources}
     for needed in ("resources:ResourceGroup", "web:AppServicePlan", "web:WebApp", "web:WebAppSlot",
@@ -70,9 +83,13 @@ def test_declares_the_whole_environment(stack: Evaluation) -> None:
 
 
 def test_both_slots_are_locked_down(stack: Evaluation) -> None:
+    identity = site_identity(stack)
     for site in (stack.one(AZ + "web:WebApp"), stack.one(AZ + "web:WebAppSlot")):
         inputs, config = site.plain_inputs, site.plain_inputs["siteConfig"]
-        assert inputs["httpsOnly"] is True and inputs["identity"] == {"type": "SystemAssigned"}
+        assert inputs["httpsOnly"] is True
+        # One user-assigned identity on both slots, the one Key Vault references resolve with.
+        assert inputs["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [identity]}
+        assert inputs["keyVaultReferenceIdentity"] == identity
         assert (config["minTlsVersion"], config["ftpsState"], config["alwaysOn"]) == ("1.2", "Disabled", True)
         assert config["healthCheckPath"] == "/healthz" and config["linuxFxVersion"] == "PYTHON|3.11"
         assert inputs["virtualNetworkSubnetId"].endswith("/subnets/app")
@@ -93,8 +110,11 @@ def test_staging_runs_the_package_through_its_identity(stack: Evaluation) -> Non
     blob = stack.one(AZ + "storage:Blob").plain_inputs
     assert values["WEBSITE_RUN_FROM_PACKAGE"].endswith(f"/releases/{blob['blobName']}")
     assert "?" not in values["WEBSITE_RUN_FROM_PACKAGE"], "a SAS token would be baked into the config"
-    assert values["WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID"] == "SystemAssigned"
-    assert "migrate.py && gunicorn --bind 0.0.0.0:${PORT}" in slot.plain_inputs["siteConfig"]["appCommandLine"]
+    assert values["WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID"] == site_identity(stack)
+    # The package carries its dependencies: nothing is installed at start, on any role, by default.
+    assert slot.plain_inputs["siteConfig"]["appCommandLine"] == (
+        "python3 migrate.py && python3 -m gunicorn --bind 0.0.0.0:${PORT} --workers 2 --graceful-timeout 10 "
+        "app:application")
     account = stack.one(AZ + "storage:StorageAccount").plain_inputs
     assert account["allowBlobPublicAccess"] is False and account["minimumTlsVersion"] == "TLS1_2"
     assert stack.one(AZ + "storage:BlobContainer").plain_inputs["publicAccess"] == "None"
@@ -120,12 +140,22 @@ def test_secrets_reach_the_site_only_as_key_vault_references(stack: Evaluation) 
     assert vault.get("enablePurgeProtection") is (True if stack.stack == "live" else None)
 
 
-def test_each_slot_identity_is_granted_package_and_secrets(stack: Evaluation) -> None:
+def test_the_site_identity_is_granted_package_and_secrets_before_either_slot_exists(stack: Evaluation) -> None:
+    identity = stack.one(AZ + "managedidentity:UserAssignedIdentity")
     grants = stack.of_type(AZ + "authorization:RoleAssignment")
-    roles = sorted(g.plain_inputs["roleDefinitionId"].rsplit("/", 1)[1] for g in grants)
-    assert roles == sorted([azure.BLOB_DATA_READER, azure.KEY_VAULT_SECRETS_USER] * 2)
-    principals = {g.plain_inputs["principalId"] for g in grants}
-    assert len(principals) == 2 and "" not in principals, "production and staging each need their own grants"
+    roles = "/subscriptions/" + SUBSCRIPTION + "/providers/Microsoft.Authorization/roleDefinitions/"
+    vault = stack.one(AZ + "keyvault:Vault").plain_inputs["vaultName"]
+    account = stack.one(AZ + "storage:StorageAccount").plain_inputs["accountName"]
+    assert sorted((g.plain_inputs["roleDefinitionId"], g.plain_inputs["scope"]) for g in grants) == sorted([
+        (roles + azure.BLOB_DATA_READER,
+         arm_id(stack, f"Microsoft.Storage/storageAccounts/{account}/blobServices/default/containers/releases")),
+        (roles + azure.KEY_VAULT_SECRETS_USER, arm_id(stack, f"Microsoft.KeyVault/vaults/{vault}"))])
+    assert {(g.plain_inputs["principalId"], g.plain_inputs["principalType"]) for g in grants} == {
+        (_guid("principal-" + identity.name), "ServicePrincipal")}
+    # The slots start only once they may read: App Service caches a Key Vault reference that failed.
+    for site in (stack.one(AZ + "web:WebApp"), stack.one(AZ + "web:WebAppSlot")):
+        assert {g.urn for g in grants} <= set(site.dependencies), site.name
+    assert stack.one(AZ + "keyvault:Vault").plain_inputs["properties"]["tenantId"] == TENANT
 
 
 def test_swap_is_keyed_to_the_release_and_runs_after_the_slot(stack: Evaluation) -> None:
@@ -133,7 +163,9 @@ def test_swap_is_keyed_to_the_release_and_runs_after_the_slot(stack: Evaluation)
     inputs = swap.plain_inputs
     sha = stack.plain_outputs["release"]["sha256"]
     assert inputs["triggers"][0] == sha and "delete" not in inputs
-    assert inputs["create"].endswith("azure-release.sh swap")
+    # Relative to the project directory (the command's working directory): the same in every checkout.
+    assert inputs["create"] == "bash components/scripts/azure-release.sh swap" and "dir" not in inputs
+    assert inputs["environment"]["SUBSCRIPTION"] == SUBSCRIPTION
     assert inputs["environment"]["DEPLOYMENT"] == settings_of(stack.one(AZ + "web:WebAppSlot"))["SITELINE_DEPLOYMENT"]
     assert stack.one(AZ + "web:WebAppSlot").urn in swap.dependencies
     sticky = stack.one(AZ + "web:WebAppSlotConfigurationNames").plain_inputs["appSettingNames"]
@@ -168,7 +200,9 @@ def test_live_protections_only_on_live(stack: Evaluation) -> None:
 def test_live_serves_its_custom_domain_over_tls(live: Evaluation) -> None:
     assert live.one(AZ + "web:WebAppHostNameBinding").plain_inputs["hostName"] == "www.example.com"
     assert live.one(AZ + "web:Certificate").plain_inputs["canonicalName"] == "www.example.com"
-    assert live.named("-tls").plain_inputs["create"].endswith("azure-release.sh bind-tls")
+    tls = live.named("-tls").plain_inputs
+    assert tls["create"] == "bash components/scripts/azure-release.sh bind-tls"
+    assert tls["environment"]["SUBSCRIPTION"] == SUBSCRIPTION
     assert live.plain_outputs["url"] == "https://www.example.com"
 
 
@@ -176,8 +210,8 @@ def test_outputs_follow_the_contract(stack: Evaluation) -> None:
     out = stack.plain_outputs
     server = stack.one(AZ + "dbforpostgresql:Server")
     host = f"{server.plain_inputs['serverName']}.postgres.database.azure.com"
-    assert out["database"] == {"engine": "postgres", "host": host, "port": 5432, "name": "site",
-                               "id": f"{server.name}-id"}
+    server_id = arm_id(stack, f"Microsoft.DBforPostgreSQL/flexibleServers/{server.plain_inputs['serverName']}")
+    assert out["database"] == {"engine": "postgres", "host": host, "port": 5432, "name": "site", "id": server_id}
     assert (out["smtp"]["host"], out["smtp"]["port"]) == ("smtp.example.com", 587)
     if stack.stack != "live":
         assert out["url"] == f"https://{stack.one(AZ + 'web:WebApp').plain_inputs['name']}.azurewebsites.net"
@@ -232,6 +266,22 @@ def test_check_refuses_what_azure_cannot_do(changes: dict[str, Any], path: str) 
     assert [p for p, _, _ in azure.check(_config(**changes), hosting)] == [path]
 
 
+@pytest.mark.parametrize(("role", "refused"), [("dev", False), ("test", True), ("live", True)])
+def test_only_dev_may_install_requirements_at_start(role: str, refused: bool) -> None:
+    assert azure.HOSTING(location="westeurope").install_requirements is False
+    hosting = azure.HOSTING(location="westeurope", installRequirements=True)
+    config = _config(role=role)
+    assert [p for p, _, _ in azure.check(config, hosting)] == (["hosting.azure.installRequirements"] if refused else [])
+
+
+def test_dev_can_still_opt_in_to_installing_requirements(dev_package: dict[str, str]) -> None:
+    evaluation = evaluate("dev", overrides={**DEV_ON_AZURE, "siteline:hosting.azure": {
+        "location": "westeurope", "installRequirements": True}})
+    assert evaluation.error is None, evaluation.error
+    command_line = evaluation.one(AZ + "web:WebAppSlot").plain_inputs["siteConfig"]["appCommandLine"]
+    assert command_line.startswith("if [ -f requirements.txt ]; then python3 -m pip install")
+
+
 def test_missing_location_and_smtp_host_fail_at_preview(dev_package: dict[str, str]) -> None:
     evaluation = evaluate("dev", overrides={"siteline:target": "azure"})
     message = str(evaluation.error)
@@ -241,9 +291,51 @@ def test_missing_location_and_smtp_host_fail_at_preview(dev_package: dict[str, s
 
 def test_default_start_command_listens_on_all_interfaces() -> None:
     default = StackConfig.model_fields["site"].default.start
-    assert rules.start_command(default, default).startswith("gunicorn --bind 0.0.0.0:${PORT}")
+    assert rules.start_command(default, default).startswith("python3 -m gunicorn --bind 0.0.0.0:${PORT}")
     assert rules.start_command("custom", default) == "custom"
 
 
-def test_script_is_where_the_command_runs_it() -> None:
-    assert Path(azure.SCRIPT).is_file()
+def test_script_path_is_relative_to_the_project_and_found_from_it(tmp_path: Path) -> None:
+    relative = azure.script_path(REPO)
+    assert relative == "components/scripts/azure-release.sh" and (REPO / relative).is_file()
+    with pytest.raises(ValueError, match="outside the project directory"):
+        azure.script_path(tmp_path)
+
+
+FAKE_AZ = """#!/usr/bin/env bash
+echo "az $*" >> "$CALLS"
+case "$*" in
+  *"appsettings list"*"--slot staging"*) echo 0123456789abcdef ;;
+  *"appsettings list"*) echo fedcba9876543210 ;;
+esac
+"""
+FAKE_CURL = """#!/usr/bin/env bash
+echo "curl ${*: -1}" >> "$CALLS"
+echo '{"status": "ok", "release": "1.2.0"}'
+"""
+
+
+def test_swap_restarts_staging_before_warming_and_names_the_subscription(tmp_path: Path) -> None:
+    """The script against stand-in az and curl: the order of its calls, and the subscription on each."""
+    for name, body in (("az", FAKE_AZ), ("curl", FAKE_CURL)):
+        (tmp_path / name).write_text(body)
+        (tmp_path / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "CALLS": str(calls), "SUBSCRIPTION": SUBSCRIPTION,
+           "RESOURCE_GROUP": "siteline-test", "APP_NAME": "siteline-test-abc123", "SLOT": "staging",
+           "STAGING_HOST": "s.azurewebsites.net", "PRODUCTION_HOST": "p.azurewebsites.net",
+           "HEALTH_PATH": "/healthz", "RELEASE_VERSION": "1.2.0", "DEPLOYMENT": "0123456789abcdef",
+           "WARMUP_TIMEOUT": "60"}
+    run = subprocess.run(["bash", str(REPO / azure.script_path(REPO)), "swap"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = calls.read_text().splitlines()
+    verbs = [" ".join(line.split()[1:4]) if line.startswith("az") else line for line in lines]
+    assert verbs == ["account show --subscription", "webapp config appsettings", "webapp config appsettings",
+                     "webapp restart --subscription", "curl https://s.azurewebsites.net/healthz",
+                     "webapp deployment slot", "curl https://p.azurewebsites.net/healthz"]
+    assert all(f"--subscription {SUBSCRIPTION}" in line for line in lines if line.startswith("az"))
+    assert "--slot staging" in lines[3]
+    missing = subprocess.run(["bash", str(REPO / azure.script_path(REPO)), "swap"],
+                             env={**env, "SUBSCRIPTION": ""}, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "SUBSCRIPTION is not set" in missing.stderr
