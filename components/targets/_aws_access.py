@@ -74,3 +74,23 @@ def access(name: str, stack: str, live: bool, secrets: Mapping[str, pulumi.Outpu
                                  policy_arn=managed("service-role/AWSElasticBeanstalkEnhancedHealth"), opts=opts)
     return Access(secret_arns=arns, secret_versions=versions, instance_profile=instance_profile,
                   service_role=service_role)
+
+
+def version_cleanup(name: str, service_role: aws.iam.Role, application_arn: pulumi.Output[str],
+                    bundle_bucket_arn: pulumi.Output[str], opts: pulumi.ResourceOptions) -> aws.iam.RolePolicy:
+    """What EB's version lifecycle does as the service role: delete this application's old versions and bundles."""
+    return aws.iam.RolePolicy(
+        f"{name}-service-version-cleanup", role=service_role.id,
+        policy=pulumi.Output.all(application_arn, bundle_bucket_arn).apply(lambda v: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [
+                # Read-only listing: which versions exist and which an environment still runs (never deleted).
+                {"Sid": "ListVersions", "Effect": "Allow", "Resource": "*",
+                 "Action": ["elasticbeanstalk:DescribeApplications", "elasticbeanstalk:DescribeApplicationVersions",
+                            "elasticbeanstalk:DescribeEnvironments"]},
+                {"Sid": "DeleteOldVersions", "Effect": "Allow", "Action": "elasticbeanstalk:DeleteApplicationVersion",
+                 "Resource": v[0].replace(":application/", ":applicationversion/", 1) + "/*"},
+                {"Sid": "DeleteOldBundles", "Effect": "Allow", "Action": "s3:DeleteObject",
+                 "Resource": f"{v[1]}/releases/*"},
+            ],
+        })), opts=opts)

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components import outputs
 from components.targets import Problem, TargetArgs
-from components.targets._aws_access import access
-from components.targets._aws_bundle import bundle
+from components.targets._aws_access import access, version_cleanup
+from components.targets._aws_bundle import bundle, store
 from components.targets._aws_database import database
-from components.targets._aws_domain import certificate, site_record
+from components.targets._aws_domain import certificate, redirect_http, site_record
 from components.targets._aws_network import network
 
 BUILTIN_MAIL_SINK = False  # no mail catcher on Elastic Beanstalk: every mode needs smtp.host
@@ -26,6 +26,8 @@ INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
 DB_CLASS_PATTERN = r"^db\.[a-z0-9-]+\.[a-z0-9]+$"
 SUBNET = r"^subnet-[0-9a-f]{8,17}$"
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# Application versions (and their bundles) EB keeps: rollback targets; older ones its lifecycle deletes.
+KEEP_VERSIONS = 20
 
 
 class HOSTING(BaseModel):
@@ -82,6 +84,14 @@ def check(config: Any, hosting: HOSTING) -> list[Problem]:
         found.append(("hosting.aws.certificateArn", f"is needed for HTTPS on {config.hosting.domain}: ACM cannot "
                       "issue a certificate without DNS validation", "set hosting.aws.certificateArn to an issued "
                       "certificate, or hosting.aws.hostedZoneId to the Route 53 zone of the domain"))
+    if config.role == "live" and not hosting.solution_stack:
+        python = config.site.runtime.partition(":")[2] or "3.11"
+        found.append(("hosting.aws.solutionStack", "is required on live: without it every new Elastic Beanstalk "
+                      "platform release is a diff, and the next update deploys it unplanned",
+                      "find the current platform with `aws elasticbeanstalk list-available-solution-stacks "
+                      f"--region {hosting.region or '<region>'} --query \"SolutionStacks[?contains(@, 'Amazon Linux "
+                      f"2023') && ends_with(@, 'running Python {python}')]\"`, then " + _fix(
+                          "hosting.aws.solutionStack", f"'64bit Amazon Linux 2023 v4.5.2 running Python {python}'")))
     if (hosting.certificate_arn or hosting.hosted_zone_id) and not config.hosting.domain:
         found.append(("hosting.domain", "is required with hosting.aws.certificateArn or hostedZoneId",
                       _fix("hosting.domain", "www.example.com")))
@@ -91,6 +101,8 @@ def check(config: Any, hosting: HOSTING) -> list[Problem]:
 def _solution_stack(runtime: str, hosting: HOSTING, invoke: pulumi.InvokeOutputOptions) -> pulumi.Input[str]:
     if hosting.solution_stack:
         return hosting.solution_stack
+    # Outside live (check() requires a pin there) the newest platform is looked up on every run: a new
+    # platform release shows as a diff, and the next update moves the environment onto it.
     version = runtime.split(":")[1].replace(".", r"\.")
     return aws.elasticbeanstalk.get_solution_stack_output(
         most_recent=True, name_regex=rf"^64bit Amazon Linux 2023 (.*) running Python {version}$", opts=invoke).name
@@ -120,15 +132,25 @@ class Target(pulumi.ComponentResource):
 
         net = network(name, hosting, child, invoke)
         db = database(name, cfg, settings.stack, net.private_subnets, net.database, child)
-        application = aws.elasticbeanstalk.Application(
-            f"{name}-app", description=f"Siteline {settings.stack} ({cfg.role})", opts=child)
-        release = bundle(name, live, args.release, settings.project_dir, application, child)
+        # Live's application, bucket and environment are protected like its database: pulumi destroy or a
+        # replacement cannot delete them (the counterpart of the Azure target's CanNotDelete lock).
+        kept = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=live))
+        bundles = store(name, live, child)
         app_config = args.app_config.extended(
             # The package's Procfile runs these (see docs/targets/aws.md): migrate, then start.
             plain={"PORT": str(cfg.site.port), "SITELINE_MIGRATE": cfg.site.migrate, "SITELINE_START": cfg.site.start},
             secret={"DATABASE_URL": db.url})
         partition = aws.get_partition_output(opts=invoke).partition
-        roles = access(name, settings.stack, live, app_config.secret, release.bucket.arn, partition, child)
+        roles = access(name, settings.stack, live, app_config.secret, bundles.bucket.arn, partition, child)
+        application = aws.elasticbeanstalk.Application(
+            f"{name}-app", description=f"Siteline {settings.stack} ({cfg.role})",
+            # Releases leave their versions behind for rollback; EB deletes all but the newest KEEP_VERSIONS
+            # (never one an environment runs), bundles included.
+            appversion_lifecycle=aws.elasticbeanstalk.ApplicationAppversionLifecycleArgs(
+                service_role=roles.service_role.arn, max_count=KEEP_VERSIONS, delete_source_from_s3=True),
+            opts=kept)
+        version_cleanup(name, roles.service_role, application.arn, bundles.bucket.arn, child)
+        version = bundle(name, args.release, settings.project_dir, application, bundles, child)
 
         instances = cfg.hosting.instances
         options = [
@@ -173,7 +195,9 @@ class Target(pulumi.ComponentResource):
             https = "aws:elbv2:listener:443"
             options += [_option(https, "ListenerEnabled", "true"), _option(https, "Protocol", "HTTPS"),
                         _option(https, "SSLCertificateArns", certificate(name, domain, hosting, child)),
-                        _option(https, "SSLPolicy", TLS_POLICY)]
+                        _option(https, "SSLPolicy", TLS_POLICY),
+                        # Port 80 must only redirect: EB's forwarding listener gives way to redirect_http's.
+                        _option("aws:elbv2:listener:default", "ListenerEnabled", "false")]
         # Plain settings are environment properties; secrets are only ARNs, which EB resolves on the instance.
         options += [_option("aws:elasticbeanstalk:application:environment", key, app_config.plain[key])
                     for key in sorted(app_config.plain)]
@@ -187,13 +211,15 @@ class Target(pulumi.ComponentResource):
         environment = aws.elasticbeanstalk.Environment(
             f"{name}-env", application=application.name, tier="WebServer",
             solution_stack_name=_solution_stack(cfg.site.runtime, hosting, invoke),
-            version=release.version.name, settings=options, wait_for_ready_timeout="30m",
+            version=version.name, settings=options, wait_for_ready_timeout="30m",
             description=f"Siteline {settings.stack} ({cfg.role})",
             # Secrets must hold their values and the database must answer before the first instance boots.
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+            opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(
                 depends_on=[db.instance, *roles.secret_versions])))
         if domain:
-            site_record(name, domain, hosting, environment.cname, child)
+            redirect_http(name, domain, environment.load_balancers, child)
+            if hosting.hosted_zone_id:
+                site_record(name, domain, hosting.hosted_zone_id, environment.cname, child)
 
         # The URL waits for the environment, so consumers only see it once EB reports the release deployed.
         self.url = environment.cname.apply(lambda cname: f"https://{domain}" if domain else f"http://{cname}")

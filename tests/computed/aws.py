@@ -22,6 +22,11 @@ def _arn(service: str, resource: str, region: str = REGION) -> str:
     return f"arn:aws:{service}:{region}:{ACCOUNT}:{resource}"
 
 
+def load_balancer_arn(environment: str) -> str:
+    """What EB lists in an environment's loadBalancers for an application load balancer: its ARN."""
+    return _arn("elasticloadbalancing", f"loadbalancer/app/awseb--AWSEB-{stable(environment, 12)}/{stable(environment, 16)}")
+
+
 def outputs(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     kind = type_token.split(":")[-1]
     given = inputs.get("name") or _auto(name)
@@ -48,8 +53,10 @@ def outputs(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
         return {"name": given, "cname": cname, "arn": _arn("elasticbeanstalk", f"environment/{inputs.get('application')}/{given}"),
                 "endpointUrl": f"awseb-e-{stable(name, 10)}-stack-awsebloa-{stable(name, 12)}.{REGION}.elb.amazonaws.com",
                 "allSettings": inputs.get("settings", []), "autoscalingGroups": [f"awseb-{stable(name, 10)}-AWSEBAutoScalingGroup"],
-                "instances": [], "launchConfigurations": [], "loadBalancers": [f"awseb-{stable(name, 10)}"],
+                "instances": [], "launchConfigurations": [], "loadBalancers": [load_balancer_arn(name)],
                 "queues": [], "triggers": [], "platformArn": _arn("elasticbeanstalk", "platform/Python 3.11 running on 64bit Amazon Linux 2023/4.5.2", region="")}
+    if kind == "Listener" and type_token.startswith("aws:lb/"):
+        return {"arn": f"{inputs.get('loadBalancerArn', '').replace(':loadbalancer/', ':listener/')}/{stable(name, 16)}"}
     if kind == "Bucket" and type_token.startswith("aws:s3/"):
         bucket = inputs.get("bucket") or _auto(name).lower()
         return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "bucketDomainName": f"{bucket}.s3.amazonaws.com",

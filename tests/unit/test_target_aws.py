@@ -10,6 +10,8 @@ import pytest
 
 from components import outputs
 from components.targets import aws as aws_target
+from tests.computed import stable
+from tests.computed.aws import load_balancer_arn
 from tests.computed.random import password as random_password
 from tests.conftest import MARKER_VALUES, MARKERS, build_package
 from tests.harness import Evaluation, Registered, evaluate, is_secret, plain_text
@@ -20,6 +22,14 @@ INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 SECRET_NAMES = {"ADMIN_TOKEN", "CRM_API_KEY", "SMTP_PASSWORD", "DATABASE_URL"}
 REGION = {"region": "eu-west-1"}
+# Live pins its platform (check() requires it); the lookup elsewhere answers v4.5.2.
+LIVE_PLATFORM = "64bit Amazon Linux 2023 v4.5.1 running Python 3.11"
+LIVE = {"solutionStack": LIVE_PLATFORM}
+APPLICATION = "aws:elasticbeanstalk/application:Application"
+VERSION = "aws:elasticbeanstalk/applicationVersion:ApplicationVersion"
+PACKAGE = "aws:s3/bucketObjectv2:BucketObjectv2"
+BUCKET = "aws:s3/bucket:Bucket"
+LISTENER = "aws:lb/listener:Listener"
 
 
 def aws_overrides(stack: str, hosting: dict[str, Any] | None = None,
@@ -71,7 +81,7 @@ def test_stack(release: dict[str, str]) -> Evaluation:
 
 @pytest.fixture(scope="module")
 def live(release: dict[str, str]) -> Evaluation:
-    evaluation = run("live", release, {"hostedZoneId": "Z0123456789ABCDEFGHIJ"})
+    evaluation = run("live", release, {**LIVE, "hostedZoneId": "Z0123456789ABCDEFGHIJ"})
     assert evaluation.error is None, evaluation.error
     return evaluation
 
@@ -131,12 +141,16 @@ def test_zero_downtime_deployment_with_health_based_rollback(each: Evaluation) -
 
 def test_environment_runs_the_release_on_the_runtime_platform(each: Evaluation) -> None:
     environment = each.one(ENVIRONMENT).plain_inputs
-    version = each.one("aws:elasticbeanstalk/applicationVersion:ApplicationVersion").plain_inputs
+    version = each.one(VERSION).plain_inputs
     release = each.plain_outputs["release"]
-    assert version["name"] == f"{release['version']}-{release['sha256'][:12]}"
+    suffix = each.named("aws-version-suffix")
+    assert version["name"] == f"{release['version']}-{release['sha256'][:12]}-{stable(suffix.name, 16)}"
+    # The suffix is new whenever the release changes, so going back to a release EB still keeps is a new label.
+    assert suffix.plain_inputs["keepers"] == {"version": release["version"], "sha256": release["sha256"]}
     assert environment["version"] == version["name"]
-    assert environment["solutionStackName"] == "64bit Amazon Linux 2023 v4.5.2 running Python 3.11"
-    package = each.one("aws:s3/bucketObjectv2:BucketObjectv2").plain_inputs
+    expected = LIVE_PLATFORM if each.stack == "live" else "64bit Amazon Linux 2023 v4.5.2 running Python 3.11"
+    assert environment["solutionStackName"] == expected
+    package = each.one(PACKAGE).plain_inputs
     assert package["key"] == f"releases/site-{version['name']}.zip" and package["checksumAlgorithm"] == "SHA256"
     assert Path(package["source"]["path"]).name == Path(release["package"]).name
 
@@ -236,8 +250,13 @@ def test_dev_and_test_are_small_and_unprotected(dev: Evaluation, test_stack: Eva
         assert ("aws:elbv2:listener:443", "Protocol") not in settings
         assert evaluation.plain_outputs["url"].startswith("http://") and evaluation.plain_outputs["url"].endswith(
             ".eu-west-1.elasticbeanstalk.com")
-        bucket = evaluation.one("aws:s3/bucket:Bucket").plain_inputs
+        bucket = evaluation.one(BUCKET).plain_inputs
         assert bucket["forceDestroy"] is True
+        for type_token in (ENVIRONMENT, APPLICATION, BUCKET):
+            assert evaluation.one(type_token).protect is False, f"{type_token} protected outside live"
+        # No domain: nothing to redirect to, EB's own port-80 listener serves.
+        assert not evaluation.of_type(LISTENER)
+        assert ("aws:elbv2:listener:default", "ListenerEnabled") not in settings
 
 
 def test_live_database_is_protected_and_backed_up(live: Evaluation) -> None:
@@ -268,11 +287,65 @@ def test_live_serves_https_on_its_domain(live: Evaluation) -> None:
 
 def test_an_issued_certificate_is_used_as_given(release: dict[str, str]) -> None:
     arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
-    evaluation = run("live", release, {"certificateArn": arn})
+    evaluation = run("live", release, {**LIVE, "certificateArn": arn})
     assert evaluation.error is None, evaluation.error
     assert options(evaluation)[("aws:elbv2:listener:443", "SSLCertificateArns")] == arn
     assert not evaluation.of_type("aws:acm/certificate:Certificate")
     assert not evaluation.of_type("aws:route53/record:Record"), "without a zone, the DNS owner points the domain"
+    assert evaluation.one(LISTENER).plain_inputs["defaultActions"][0]["type"] == "redirect"
+
+
+def test_live_redirects_http_to_https(live: Evaluation) -> None:
+    settings = options(live)
+    # EB's port-80 listener (which would forward plain HTTP to the site) is off ...
+    assert settings[("aws:elbv2:listener:default", "ListenerEnabled")] == "false"
+    # ... and port 80 of the environment's own load balancer answers with a permanent redirect to the domain.
+    listener = live.one(LISTENER)
+    inputs = listener.plain_inputs
+    environment = live.one(ENVIRONMENT)
+    assert inputs["loadBalancerArn"] == load_balancer_arn(environment.name)
+    assert inputs["port"] == 80.0 and inputs["protocol"] == "HTTP"
+    [action] = inputs["defaultActions"]
+    assert action["type"] == "redirect" and "targetGroupArn" not in action and "forward" not in action
+    assert action["redirect"] == {"protocol": "HTTPS", "port": "443", "host": "www.example.com",
+                                  "statusCode": "HTTP_301"}
+    assert listener.parent == live.one("siteline:targets:Aws").urn
+
+
+def test_live_application_environment_and_bucket_are_protected(live: Evaluation) -> None:
+    for type_token in (ENVIRONMENT, APPLICATION, BUCKET, RDS):
+        assert live.one(type_token).protect is True, f"{type_token} is not protected on live"
+
+
+def test_releases_leave_their_version_behind_for_rollback(each: Evaluation) -> None:
+    # A new release replaces these; retained, the previous version stays in EB as a rollback target.
+    assert each.one(VERSION).retain_on_delete is True
+    assert each.one(PACKAGE).retain_on_delete is True
+    # EB's lifecycle removes all but the newest 20 versions, and their bundles.
+    lifecycle = each.one(APPLICATION).plain_inputs["appversionLifecycle"]
+    service_role = each.named("aws-service")
+    role_arn = f"arn:aws:iam::123456789012:role/{service_role.name}-{stable(service_role.name, 7)}"
+    assert lifecycle == {"serviceRole": role_arn,
+                         "maxCount": float(aws_target.KEEP_VERSIONS), "deleteSourceFromS3": True}
+    # The service role may delete this application's versions and bundles, nothing else.
+    policy = json.loads(each.named("service-version-cleanup").plain_inputs["policy"])
+    assert each.named("service-version-cleanup").plain_inputs["role"] == f"{service_role.name}-id"
+    grants = {s["Sid"]: s for s in policy["Statement"]}
+    application = each.one(APPLICATION)
+    assert grants["DeleteOldVersions"]["Resource"] == (
+        f"arn:aws:elasticbeanstalk:eu-west-1:123456789012:applicationversion/{application.name}-"
+        f"{stable(application.name, 7)}/*")
+    bucket = each.one(BUCKET)
+    assert grants["DeleteOldBundles"] == {"Sid": "DeleteOldBundles", "Effect": "Allow", "Action": "s3:DeleteObject",
+                                          "Resource": f"arn:aws:s3:::{bucket.name}-{stable(bucket.name, 7)}"
+                                                      "/releases/*"}
+    assert all(s["Action"][0].startswith("elasticbeanstalk:Describe") for s in policy["Statement"]
+               if s["Resource"] == "*")
+    # A deleted bundle becomes a noncurrent S3 version (the bucket is versioned): it expires after 30 days.
+    [rule] = each.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").plain_inputs["rules"]
+    assert rule["status"] == "Enabled" and rule["filter"] == {"prefix": "releases/"}
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 30.0}
+    assert rule["expiration"] == {"expiredObjectDeleteMarker": True}
 
 
 def test_own_network_and_traffic_splitting(release: dict[str, str]) -> None:
@@ -320,6 +393,14 @@ def test_azure_sizes_are_refused_with_the_fix(release: dict[str, str]) -> None:
     text = error_text(run("test", release, extra=sizes))
     assert "siteline:hosting.size: is 'S1', not an EC2 instance type" in text
     assert "siteline:database.size: is 'Standard_B1ms', not an RDS instance class" in text
+
+
+def test_live_needs_a_pinned_platform(release: dict[str, str]) -> None:
+    text = error_text(run("live", release, {"hostedZoneId": "Z0123456789ABCDEFGHIJ"}))
+    assert "siteline:hosting.aws.solutionStack: is required on live" in text
+    assert "aws elasticbeanstalk list-available-solution-stacks --region eu-west-1" in text
+    assert "pulumi config set --path 'siteline:hosting.aws.solutionStack'" in text
+    assert "running Python 3.11" in text
 
 
 def test_domain_needs_a_certificate_or_a_zone(release: dict[str, str]) -> None:
