@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -30,6 +32,8 @@ def _script(name: str) -> ModuleType:
 
 
 parity = _script("parity")
+fetch_release = _script("fetch_release")
+local_stack = _script("local_stack")
 
 
 def load(name: str) -> dict[Any, Any]:
@@ -40,9 +44,10 @@ def steps(workflow: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(job_name, step) for job_name, job in workflow["jobs"].items() for step in job.get("steps", [])]
 
 
-def test_there_are_the_five_workflows() -> None:
-    assert {w.name for w in WORKFLOWS} == {"pull-request.yml", "deliver.yml", "review-stack.yml", "drift.yml",
-                                           "database-refresh.yml"}
+def test_there_are_the_four_workflows() -> None:
+    # No database-refresh workflow until the program can refresh a database (issue 6): a dispatch that
+    # only set refreshId would change nothing and drop test's verifiedRelease.
+    assert {w.name for w in WORKFLOWS} == {"pull-request.yml", "deliver.yml", "review-stack.yml", "drift.yml"}
 
 
 def test_actionlint_passes_inside_the_checkout() -> None:
@@ -90,11 +95,52 @@ def test_current_action_majors() -> None:
 def test_every_stack_update_is_in_its_stack_concurrency_group() -> None:
     for workflow in WORKFLOWS:
         for job_name, job in yaml.safe_load(workflow.read_text())["jobs"].items():
-            updates = [s for s in job.get("steps", []) if s.get("with", {}).get("command") in ("up", "destroy")]
+            updates = [s for s in job.get("steps", []) if s.get("with", {}).get("command") in ("up", "destroy")
+                       or "local_stack.py" in s.get("run", "")]  # it may destroy the stack's stale state
             if updates:
                 group = job.get("concurrency", {}).get("group", "")
                 assert group.startswith("pulumi-"), f"{workflow.name}/{job_name} updates a stack outside a group"
                 assert job["concurrency"].get("cancel-in-progress") is False, "an update is never cancelled midway"
+
+
+def test_drift_never_queues_in_a_deploy_group_and_reports_a_locked_stack() -> None:
+    # A concurrency group holds one pending job: a drift check pending in pulumi-live would cancel a
+    # live deploy waiting for its reviewer.
+    job = load("drift.yml")["jobs"]["drift"]
+    assert job["concurrency"] == {"group": "drift-${{ matrix.stack }}", "cancel-in-progress": False}
+    script = job["steps"][-1]["run"]
+    assert "update is currently in progress" in script and "stack is currently locked" in script
+    assert "pulumi cancel" not in script.replace("Never `pulumi cancel`", "")
+    lock_branch = script[script.index("grep -Eq"):script.index("fi\n", script.index("grep -Eq"))]
+    assert "update in progress" in lock_branch and "exit 0" in lock_branch, "a locked stack is not drift"
+
+
+# --- secrets: only the steps that run pulumi see them ------------------------------------------------
+
+PULUMI_SECRETS = ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE")
+
+
+def _runs_pulumi(step: dict[str, Any]) -> bool:
+    if step.get("uses", "").startswith("pulumi/actions@"):
+        return "command" in step.get("with", {})
+    return bool(re.search(r"\bpulumi |local_stack\.py|fetch_release\.py|ci_config\.py", step.get("run", "")))
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_pulumi_secrets_are_scoped_to_the_steps_that_run_pulumi(workflow: Path) -> None:
+    """Job- or workflow-level env reaches every step, including azure/login and configure-aws-credentials."""
+    data = yaml.safe_load(workflow.read_text())
+    assert "secrets." not in str(data.get("env", {})), f"{workflow.name}: a secret in the workflow env"
+    for job_name, job in data["jobs"].items():
+        assert "secrets." not in str(job.get("env", {})), f"{workflow.name}/{job_name}: a secret in the job env"
+        for step in job.get("steps", []):
+            env = step.get("env", {})
+            label = f"{workflow.name}/{job_name}/{step.get('name') or step.get('uses')}"
+            if _runs_pulumi(step):
+                for name in PULUMI_SECRETS:
+                    assert env.get(name) == f"${{{{ secrets.{name} }}}}", f"{label} lacks {name}"
+            elif "uses" in step:
+                assert "secrets." not in str(env) + str(step.get("with", {})), f"{label}: an action sees a secret"
 
 
 def test_delivery_builds_once_and_takes_that_package_to_every_stack() -> None:
@@ -134,19 +180,25 @@ def test_review_stacks_are_created_from_dev_and_removed_on_close() -> None:
     assert "closed" in workflow["jobs"]["destroy"]["if"]
 
 
+def test_dev_and_review_stacks_share_the_runner_prep_before_their_update() -> None:
+    """Both copy a local-target config (PostgreSQL "15", state from a runner that is gone)."""
+    for workflow, job in (("deliver.yml", "dev"), ("review-stack.yml", "up")):
+        job_steps = load(workflow)["jobs"][job]["steps"]
+        prep = next(i for i, s in enumerate(job_steps)
+                    if s.get("run") == 'python3 .github/scripts/local_stack.py "$STACK"')
+        up = next(i for i, s in enumerate(job_steps) if s.get("with", {}).get("command") == "up")
+        assert prep < up, f"{workflow}/{job}: prepare the stack before pulumi up"
+    for workflow in WORKFLOWS:
+        hidden = re.search(r"pulumi destroy[^\n]*\|\| true", workflow.read_text())
+        assert not hidden, f"{workflow.name}: a destroy whose failure is hidden"
+
+
 def test_drift_runs_on_a_schedule_per_stack() -> None:
     workflow = load("drift.yml")
     assert workflow[True]["schedule"], "on: schedule"  # YAML 1.1 reads the key `on` as True
     assert workflow["jobs"]["drift"]["strategy"]["matrix"]["stack"] == ["dev", "test", "live"]
     script = workflow["jobs"]["drift"]["steps"][-1]["run"]
     assert "--refresh --expect-no-changes" in script and "GITHUB_STEP_SUMMARY" in script
-
-
-def test_database_refresh_is_a_manual_dispatch_for_test_or_dev() -> None:
-    workflow = load("database-refresh.yml")
-    assert workflow[True]["workflow_dispatch"]["inputs"]["stack"]["options"] == ["test", "dev"]
-    runs = " ".join(s.get("run", "") for s in workflow["jobs"]["refresh"]["steps"])
-    assert "siteline:database.refreshId" in runs
 
 
 def test_pull_requests_preview_every_stack_with_a_comment_and_the_pack() -> None:
@@ -157,6 +209,173 @@ def test_pull_requests_preview_every_stack_with_a_comment_and_the_pack() -> None
     assert action["with"]["comment-on-pr"] is True and action["with"]["edit-pr-comment"] is True
     assert action["with"]["policyPacks"] == "policy"
     assert "./siteline test" in workflow["jobs"]["unit"]["steps"][-1]["run"]
+
+
+def test_the_rig_tests_run_as_root_in_ci() -> None:
+    """./siteline test as the runner's user skips the rig; .ci/run as root sets SITELINE_REQUIRE_RIG=1."""
+    runs = [s.get("run", "") for _, s in steps(load("pull-request.yml"))]
+    assert "sudo -E bash .ci/run" in runs
+    assert "SITELINE_REQUIRE_RIG=1" in (REPO / ".ci" / "run").read_text()
+
+
+# --- the promoted package on disk before a preview or update --------------------------------------
+
+@pytest.mark.parametrize(("workflow", "job"), [("pull-request.yml", "preview"), ("drift.yml", "drift")])
+def test_a_promoted_stack_gets_its_package_before_its_preview(workflow: str, job: str) -> None:
+    """The azure/aws targets hash and upload the promoted package during preview."""
+    spec = load(workflow)["jobs"][job]
+    assert spec["permissions"]["actions"] == "read", "listing and downloading artifacts"
+    job_steps = spec["steps"]
+    fetch = next(i for i, s in enumerate(job_steps) if "fetch_release.py" in s.get("run", ""))
+    assert '--stack "$STACK"' in job_steps[fetch]["run"] and job_steps[fetch]["env"]["GH_TOKEN"]
+    preview = next(i for i, s in enumerate(job_steps) if s.get("with", {}).get("command") == "preview"
+                   or "pulumi preview" in s.get("run", ""))
+    assert fetch < preview
+
+
+def test_delivery_names_the_artifact_the_way_fetch_release_finds_it() -> None:
+    jobs = load("deliver.yml")["jobs"]
+    upload = next(s for s in jobs["build"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    version = "${{ steps.package.outputs.version }}"
+    assert upload["with"]["name"] == fetch_release.artifact_name(version)
+    assert upload["with"]["retention-days"] == 90, "fetch_release's error names this retention"
+    for stack in ("dev", "test", "live"):
+        download = next(s for s in jobs[stack]["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+        assert download["with"]["name"] == fetch_release.artifact_name("${{ needs.build.outputs.version }}")
+
+
+PACKAGE = b"PK-not-really-a-zip-but-bytes-to-hash"
+SHA = hashlib.sha256(PACKAGE).hexdigest()
+
+
+class FakeCli:
+    """pulumi and gh as fetch_release.py and local_stack.py call them."""
+
+    def __init__(self, config: dict[str, Any], release: Any = None, artifacts: list[dict[str, Any]] | None = None,
+                 payload: bytes = PACKAGE, resources: int = 0) -> None:
+        self.config, self.release, self.artifacts, self.payload = config, release, artifacts or [], payload
+        self.resources = resources
+        self.calls: list[list[str]] = []
+
+    def __call__(self, command: list[str]) -> str:
+        self.calls.append(command)
+        if command[:3] == ["pulumi", "config", "--json"]:
+            return json.dumps({k: {"value": v, "secret": False} for k, v in self.config.items()})
+        if command[:4] == ["pulumi", "stack", "output", "release"]:
+            return json.dumps(self.release)
+        if command[:3] == ["pulumi", "stack", "export"]:
+            return json.dumps({"version": 3, "deployment": {"resources": [{"urn": "u"}] * self.resources}})
+        if command[:3] == ["pulumi", "config", "set"]:
+            return ""
+        if command[:2] == ["gh", "api"]:
+            return json.dumps({"total_count": len(self.artifacts), "artifacts": self.artifacts})
+        if command[:3] == ["gh", "run", "download"]:
+            target = Path(command[command.index("--dir") + 1])
+            (target / "site-0.1.7.zip").write_bytes(self.payload)
+            return ""
+        raise AssertionError(f"unexpected command {command}")
+
+
+TEST = "organization/siteline/test"
+RELEASE = {"version": "0.1.7", "package": "dist/site-0.1.7.zip", "sha256": SHA}
+
+
+def _artifact(run_id: int, created: str, expired: bool = False) -> dict[str, Any]:
+    return {"id": run_id * 10, "name": "release-0.1.7", "expired": expired, "created_at": created,
+            "workflow_run": {"id": run_id}}
+
+
+def test_fetch_release_downloads_the_newest_unexpired_artifact_and_checks_it(tmp_path: Path) -> None:
+    cli = FakeCli({"siteline:promoteFrom": "organization/siteline/dev"}, RELEASE,
+                  [_artifact(1, "2025-01-01T00:00:00Z"), _artifact(3, "2025-03-01T00:00:00Z", expired=True),
+                   _artifact(2, "2025-02-01T00:00:00Z")])
+    said = fetch_release.fetch(TEST, tmp_path, "acme/siteline", cli)
+    assert (tmp_path / "dist" / "site-0.1.7.zip").read_bytes() == PACKAGE and "sha256 verified" in said
+    assert ["pulumi", "stack", "output", "release", "--json", "--stack", "organization/siteline/dev"] in cli.calls
+    listing = next(c for c in cli.calls if c[:2] == ["gh", "api"])
+    assert listing[2] == "repos/acme/siteline/actions/artifacts?name=release-0.1.7&per_page=100"
+    download = next(c for c in cli.calls if c[:3] == ["gh", "run", "download"])
+    assert download[3] == "2" and download[download.index("--name") + 1] == "release-0.1.7"
+
+
+def test_fetch_release_blames_retention_when_the_artifact_is_gone(tmp_path: Path) -> None:
+    cli = FakeCli({"siteline:promoteFrom": "organization/siteline/dev"}, RELEASE,
+                  [_artifact(1, "2025-01-01T00:00:00Z", expired=True)])
+    with pytest.raises(fetch_release.FetchError, match="retention"):
+        fetch_release.fetch(TEST, tmp_path, "acme/siteline", cli)
+
+
+def test_fetch_release_refuses_a_package_with_another_hash(tmp_path: Path) -> None:
+    cli = FakeCli({"siteline:promoteFrom": "organization/siteline/dev"}, RELEASE,
+                  [_artifact(1, "2025-01-01T00:00:00Z")], payload=b"rebuilt")
+    with pytest.raises(fetch_release.FetchError, match="not the release's"):
+        fetch_release.fetch(TEST, tmp_path, "acme/siteline", cli)
+    assert not (tmp_path / "dist" / "site-0.1.7.zip").exists(), "a wrong package never lands where the targets read"
+
+
+def test_fetch_release_needs_nothing_for_a_first_stack_a_url_or_a_file_already_there(tmp_path: Path) -> None:
+    cli = FakeCli({"siteline:target": "local"})
+    assert "not promoted" in fetch_release.fetch("organization/siteline/dev", tmp_path, "acme/siteline", cli)
+    url = {**RELEASE, "package": "https://example.com/site-0.1.7.zip"}
+    cli = FakeCli({"siteline:promoteFrom": "organization/siteline/dev"}, url)
+    assert "engine fetches it" in fetch_release.fetch(TEST, tmp_path, "acme/siteline", cli)
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "site-0.1.7.zip").write_bytes(PACKAGE)
+    cli = FakeCli({"siteline:promoteFrom": "organization/siteline/dev"}, RELEASE)
+    assert "already here" in fetch_release.fetch(TEST, tmp_path, "acme/siteline", cli)
+    assert not [c for c in cli.calls if c[0] == "gh"]
+
+
+def test_fetch_release_fails_when_the_upstream_has_no_release(tmp_path: Path) -> None:
+    cli = FakeCli({"siteline:promoteFrom": "organization/siteline/dev"}, None)
+    with pytest.raises(fetch_release.FetchError, match="has no release output"):
+        fetch_release.fetch(TEST, tmp_path, "acme/siteline", cli)
+
+
+# --- local_stack.py: the dev and review stacks on a fresh runner ------------------------------------
+
+def _postgres(root: Path, *majors: str) -> Path:
+    for major in majors:
+        (root / major / "bin").mkdir(parents=True)
+        (root / major / "bin" / "initdb").touch()
+    return root
+
+
+def test_local_stack_takes_the_runner_postgres_and_destroys_stale_state(tmp_path: Path) -> None:
+    cli, destroyed = FakeCli({"siteline:target": "local"}, resources=7), []
+    root = _postgres(tmp_path, "9", "16", "14")
+    (root / "17").mkdir()  # client only, no server
+    done = local_stack.prepare("organization/siteline/pr-4", cli, destroyed.append, root)
+    assert ["pulumi", "config", "set", "--path", "siteline:database.version", "16", "--stack",
+            "organization/siteline/pr-4"] in cli.calls
+    assert destroyed == [["pulumi", "destroy", "--yes", "--non-interactive", "--skip-preview", "--stack",
+                          "organization/siteline/pr-4"]]
+    assert any("7 resource(s)" in line for line in done)
+
+
+def test_local_stack_destroys_nothing_when_the_backend_holds_nothing(tmp_path: Path) -> None:
+    cli, destroyed = FakeCli({}, resources=0), []  # no siteline:target: Pulumi.yaml's default, local
+    local_stack.prepare("organization/siteline/pr-4", cli, destroyed.append, _postgres(tmp_path, "16"))
+    assert destroyed == [] and any(c[:3] == ["pulumi", "config", "set"] for c in cli.calls)
+
+
+def test_local_stack_leaves_a_cloud_stack_alone(tmp_path: Path) -> None:
+    cli, destroyed = FakeCli({"siteline:target": "azure"}, resources=40), []
+    local_stack.prepare("organization/siteline/dev", cli, destroyed.append, _postgres(tmp_path, "16"))
+    assert destroyed == [] and not [c for c in cli.calls if c[:3] in (["pulumi", "config", "set"],
+                                                                       ["pulumi", "stack", "export"])]
+
+
+def test_local_stack_fails_rather_than_guess_the_target(tmp_path: Path) -> None:
+    def broken(command: list[str]) -> str:
+        raise SystemExit("local_stack: pulumi config --json failed: 401 Unauthorized")
+
+    destroyed: list[list[str]] = []
+    with pytest.raises(SystemExit, match="401"):
+        local_stack.prepare("organization/siteline/dev", broken, destroyed.append, _postgres(tmp_path, "16"))
+    assert destroyed == []
+    with pytest.raises(SystemExit, match="no PostgreSQL server"):
+        local_stack.prepare("organization/siteline/dev", FakeCli({}), destroyed.append, tmp_path / "none")
 
 
 # --- the parity report the pull-request workflow puts in its summary --------------------------------
