@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Optional
 
@@ -361,11 +362,26 @@ def release_sha256_pinned(args: StackValidationArgs, report: ReportViolation) ->
 
     def command(resource: PolicyResource) -> Optional[str]:
         env = get(resource.props, "environment") or {}
-        if not isinstance(env, Mapping) or "RELEASE_PACKAGE" not in env:
+        if isinstance(env, Mapping) and "RELEASE_PACKAGE" in env:  # the local target
+            sha = env.get("RELEASE_SHA256", "")
+            return None if SHA256.match(str(sha)) else ("installs a release package without RELEASE_SHA256: the "
+                                                        "package on the server could differ from the one tested.")
+        # The vps target: `[sudo -n] env K=V … bash -c SCRIPT vps-release.sh deploy`, its parameters on
+        # the command line (a stock sshd drops `environment`); the script refuses a package whose sha256
+        # differs from SHA256, so SHA256 must be there and be a sha256.
+        create = get(resource.props, "create")
+        if not isinstance(create, str) or "vps-release.sh" not in create:
             return None
-        sha = env.get("RELEASE_SHA256", "")
-        return None if SHA256.match(str(sha)) else ("installs a release package without RELEASE_SHA256: the "
-                                                    "package on the server could differ from the one tested.")
+        try:
+            words = shlex.split(create)
+        except ValueError:
+            return "has a create command that does not parse as a shell command line; its release cannot be checked."
+        if words[-2:] != ["vps-release.sh", "deploy"] or "env" not in words[:3] or "bash" not in words:
+            return None
+        params = dict(word.split("=", 1) for word in words[words.index("env") + 1:words.index("bash")] if "=" in word)
+        return None if SHA256.match(params.get("SHA256", "")) else (
+            "deploys a release package without SHA256= on its vps-release.sh command: the package on the server "
+            "could differ from the one tested.")
 
     _checked(args.resources, [ENVIRONMENT], environment, report)
     _checked(args.resources, RELEASE_COMMANDS, command, report)

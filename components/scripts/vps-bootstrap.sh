@@ -91,12 +91,32 @@ database() {
     sleep 0.5
   done
   step "database role $APP_USER and database $DB_NAME"
-  # The password may have been rotated in config: set it every time, through stdin.
+  # The password may have been rotated in config: set it every time, through stdin. What psql sends is
+  # its SCRAM verifier, never the password: an error echoing the statement (psql, the server log, the
+  # command's output in the Pulumi log) cannot show it.
+  local verifier
+  verifier=$(scram_verifier <<<"$password")
   psql_admin <<SQL
 SELECT 'CREATE ROLE "$APP_USER" LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$APP_USER') \gexec
-ALTER ROLE "$APP_USER" LOGIN PASSWORD '$password';
+ALTER ROLE "$APP_USER" LOGIN PASSWORD '$verifier';
 SELECT 'CREATE DATABASE "$DB_NAME" OWNER "$APP_USER"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DB_NAME') \gexec
 SQL
+}
+
+# scram_verifier < PASSWORD: PostgreSQL's SCRAM-SHA-256 verifier of the password (RFC 7677, as
+# PostgreSQL stores it), which ALTER ROLE … PASSWORD stores as is.
+# shellcheck disable=SC2016 # a Python program: nothing in it is for the shell to expand
+scram_verifier() {
+  python3 -c '
+import base64, hashlib, hmac, os, sys
+password = sys.stdin.readline().rstrip("\n").encode()
+salt, rounds = os.urandom(16), 4096
+salted = hashlib.pbkdf2_hmac("sha256", password, salt, rounds)
+client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+b64 = lambda raw: base64.b64encode(raw).decode()
+print(f"SCRAM-SHA-256${rounds}:{b64(salt)}${b64(hashlib.sha256(client_key).digest())}:{b64(server_key)}")
+'
 }
 
 units() {

@@ -29,11 +29,13 @@ install_file() {
   CHANGED=1
 }
 
-# healthy URL VERSION SECONDS: true once URL answers 200 with "release": VERSION in its JSON.
+# healthy URL VERSION SECONDS [ERRORS]: true once URL answers 200 with "release": VERSION in its JSON;
+# false after SECONDS, or as soon as ERRORS error answers (4xx/5xx) came back, when ERRORS is given.
 healthy() {
-  python3 - "$1" "$2" "$3" <<'PY'
+  python3 - "$1" "$2" "$3" "${4:-0}" <<'PY'
 import json, sys, time, urllib.error, urllib.request
 url, version, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+errors_allowed, errors = int(sys.argv[4]), 0
 last = "no answer"
 while True:
     try:
@@ -44,6 +46,9 @@ while True:
             last = f"HTTP {answer.status} from release {body.get('release')!r}, expected {version!r}"
     except urllib.error.HTTPError as error:
         last = f"HTTP {error.code}: {error.read()[:200].decode(errors='replace')}"
+        errors += 1
+        if errors_allowed and errors >= errors_allowed:
+            break
     except Exception as error:  # refused, reset, timeout: not healthy yet
         last = str(error)[:200]
     if time.monotonic() > deadline:

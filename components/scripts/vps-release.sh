@@ -4,7 +4,8 @@
 # never printed), verifies the staged package against its sha256, unpacks it to releases/<version>,
 # migrates, starts the idle colour, health-checks it on its own port, switches nginx's upstream with
 # a graceful reload, drains and stops the old colour, and keeps the last KEEP releases.
-# Until the switch nothing touches the serving colour, so any failure leaves it serving.
+# Until the switch nothing touches the serving colour, so any failure leaves it serving; a failure
+# after the switch (nginx reload, the check through nginx) switches nginx back first.
 # `remove` stops both colours and removes every release.
 set -euo pipefail
 # shellcheck source=vps-lib.sh
@@ -17,16 +18,24 @@ UPSTREAM=/etc/nginx/siteline-upstream.conf
 port_of() { if [ "$1" = blue ]; then echo "$BLUE_PORT"; else echo "$GREEN_PORT"; fi; }
 other() { if [ "$1" = blue ]; then echo green; else echo blue; fi; }
 
-# wait_for_drain SECONDS: nginx workers still finishing requests sent to the old upstream.
+# nginx_workers: the PIDs of nginx's worker processes now; after a reload, the ones it retires.
+# "proces[s]": this script's own command line holds the pattern, and must not match it.
+nginx_workers() { pgrep -f 'nginx: worker proces[s]' | tr '\n' ' ' || true; }
+
+# wait_for_drain SECONDS PID…: the workers from before a reload finishing what they started. `systemctl
+# reload nginx` only signals the master, so "no worker shutting down yet" does not mean drained: wait
+# for these PIDs to exit (the master starts the new workers before it retires the old ones).
 wait_for_drain() {
-  local deadline=$((SECONDS + $1))
-  # "dow[n]": this script's own command line holds the pattern, and must not match it.
-  while pgrep -f 'nginx: worker process is shutting dow[n]' >/dev/null; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      step "nginx workers still draining after $1 s; stopping the old colour anyway"
-      return
-    fi
-    sleep 0.2
+  local limit=$1 deadline=$((SECONDS + $1)) pid
+  shift
+  for pid in "$@"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        step "nginx workers still draining after $limit s; going on anyway"
+        return
+      fi
+      sleep 0.2
+    done
   done
 }
 
@@ -90,6 +99,25 @@ prune() {
     name=${package##*/}
     [[ " ${keep_sha[*]} " == *" ${name%.zip} "* ]] || rm -f "$package"
   done
+}
+
+# switch_back COLOUR REASON: after the switch, the new colour failed. Put the previous upstream back,
+# reload nginx, stop COLOUR once nginx's workers are done with it, and fail; `active` still names
+# the old colour, so the next release goes to COLOUR again and never stops the one serving.
+switch_back() {
+  local colour=$1 reason=$2
+  step "switching nginx back: $reason"
+  install_file "$UPSTREAM" root:root 644 <<<"$PREVIOUS_UPSTREAM"
+  local workers
+  workers=$(nginx_workers)
+  if ! systemctl reload nginx; then
+    # nginx may still send visitors to COLOUR: leave it running rather than take the site down.
+    fail "$reason; switching nginx back failed too (systemctl status nginx), siteline@$colour is left running"
+  fi
+  # shellcheck disable=SC2086 # one PID per word
+  wait_for_drain "$DRAIN_TIMEOUT" $workers
+  systemctl stop "siteline@$colour" || true
+  fail "$reason; nginx is switched back and ${SERVING:-no release} keeps serving"
 }
 
 deploy() {
@@ -166,17 +194,23 @@ deploy() {
   step "siteline@$idle is healthy"
 
   step "switching nginx to $idle"
-  local previous
-  previous=$(cat "$UPSTREAM")
+  PREVIOUS_UPSTREAM=$(cat "$UPSTREAM")
   install_file "$UPSTREAM" root:root 644 <<<"server 127.0.0.1:$port;"
   if ! nginx -t -q 2>/dev/null; then
-    install_file "$UPSTREAM" root:root 644 <<<"$previous"
+    install_file "$UPSTREAM" root:root 644 <<<"$PREVIOUS_UPSTREAM"
     systemctl stop "siteline@$idle"
     fail "nginx refused the switch to $idle (nginx -t); ${SERVING:-no release} keeps serving"
   fi
   # A graceful reload: new workers take new connections, old ones finish what they started.
-  systemctl reload nginx
-  healthy "$nginx_url" "$VERSION" 30 || fail "nginx still does not serve $VERSION after the reload"
+  # A failed reload or check below switches nginx back (switch_back) before `active` moves.
+  local workers
+  workers=$(nginx_workers)
+  systemctl reload nginx || switch_back "$idle" "nginx did not reload with $idle as its upstream"
+  # Old workers may still answer from the old release for a moment: that is waited for. An error answer
+  # is not: the new release fails through nginx (proxy headers, Host), so visitors get errors; give up
+  # after a few instead of serving them errors for the whole timeout.
+  healthy "$nginx_url" "$VERSION" 30 3 ||
+    switch_back "$idle" "release $VERSION is healthy on 127.0.0.1:$port but not through nginx ($nginx_url)"
   printf '%s\n' "$idle" >"$STATE/active.new"
   mv -f "$STATE/active.new" "$STATE/active"
   ln -sfn "$target" "$BASE/current.new"
@@ -185,7 +219,8 @@ deploy() {
 
   if [ -n "$active" ]; then
     step "draining $active, then stopping it"
-    wait_for_drain "$DRAIN_TIMEOUT"
+    # shellcheck disable=SC2086 # one PID per word
+    wait_for_drain "$DRAIN_TIMEOUT" $workers
     systemctl disable --quiet --now "siteline@$active"
   fi
   prune "$KEEP" "$target"

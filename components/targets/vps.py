@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from pulumi_command import remote
 from pydantic import BaseModel, ConfigDict, Field
 
 from components import outputs
+from components.release import file_sha256
 from components.targets import Problem, TargetArgs
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -29,6 +29,8 @@ HOST_KEY_PATTERN = r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-
 PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+$"
 # The library every script sources; vps.py inlines it where the scripts source it.
 LIBRARY_LINE = re.compile(r'^\. "\$\(dirname "\$0"\)/vps-lib\.sh"$', re.MULTILINE)
+# (create action, delete action) of each script.
+ACTIONS = {"vps-bootstrap.sh": ("up", "down"), "vps-mail.sh": ("up", "down"), "vps-release.sh": ("deploy", "remove")}
 
 
 class HOSTING(BaseModel):
@@ -89,10 +91,6 @@ def command_line(name: str, action: str, params: Mapping[str, str], sudo: bool) 
     return f"{prefix}env {assignments} bash -c {shlex.quote(script(name))} {name} {action}"
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class Target(pulumi.ComponentResource):
     url: pulumi.Output[str]
     database: pulumi.Output[dict[str, Any]]
@@ -143,7 +141,7 @@ class Target(pulumi.ComponentResource):
         release_depends: list[pulumi.Resource] = [bootstrap]
         mail_plain: dict[str, pulumi.Input[str]] = {}
         if cfg.smtp.mode == "sink":
-            sink_sha256 = _file_sha256(MAIL_SINK)
+            sink_sha256 = file_sha256(MAIL_SINK)
             staged_sink = f"{base}/staging/mailsink-{sink_sha256}.py"
             sink_copy = remote.CopyToRemote(
                 f"{name}-mail-sink-copy", connection=connection, source=pulumi.FileAsset(str(MAIL_SINK)),
@@ -196,6 +194,3 @@ class Target(pulumi.ComponentResource):
             return pulumi.FileAsset(str((project_dir / package).resolve()))
         return asset
 
-
-# (create action, delete action) of each script.
-ACTIONS = {"vps-bootstrap.sh": ("up", "down"), "vps-mail.sh": ("up", "down"), "vps-release.sh": ("deploy", "remove")}

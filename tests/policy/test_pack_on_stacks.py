@@ -9,21 +9,15 @@ from typing import Any, Optional
 import pytest
 
 from tests.conftest import MARKERS, upstream_for
-from tests.harness import REPO, Evaluation, evaluate
+from tests.harness import REPO, Evaluation, evaluate, is_secret
 from tests.policy import Violation, from_evaluation, mandatory, run_pack
-
-TARGETS = REPO / "components" / "targets"
 
 # Dev's target (local) needs no cloud account; the Azure and AWS stacks carry their target's hosting block.
 AWS_LIVE = {"siteline:target": "aws", "siteline:hosting.azure": None, "siteline:hosting.size": None,
             "siteline:database.size": None,
             "siteline:hosting.aws": {"region": "eu-west-1",
+                                     "solutionStack": "64bit Amazon Linux 2023 v4.5.2 running Python 3.11",
                                      "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c"}}
-
-
-def needs_target(name: str) -> None:
-    if not (TARGETS / f"{name}.py").exists():
-        pytest.skip(f"components/targets/{name}.py is not written yet (another issue builds it)")
 
 
 @pytest.fixture(autouse=True)
@@ -64,15 +58,32 @@ def names(found: list[Violation]) -> set[str]:
 
 @pytest.mark.parametrize("stack", ["dev", "test", "live"])
 def test_committed_stack_passes_every_rule(stack: str) -> None:
-    if stack != "dev":
-        needs_target("azure")
     found = violations(evaluated(stack))
     assert found == [], "\n".join(f"{v.policy}: {v.message}" for v in found)
 
 
 def test_live_on_aws_passes_every_rule() -> None:
-    needs_target("aws")
     found = violations(evaluated("live", AWS_LIVE))
+    assert found == [], "\n".join(f"{v.policy}: {v.message}" for v in found)
+
+
+VPS_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJv0dmVyeWZha2VrZXlmb3J0ZXN0c29ubHkwMDAw root@vps"
+VPS_LIVE = {"siteline:target": "vps", "siteline:hosting.azure": None, "siteline:hosting.size": None,
+            "siteline:database.size": None, "siteline:hosting.instances": 1,
+            "siteline:database.highAvailability": False,
+            "siteline:hosting.vps": {"host": "203.0.113.10", "hostKey": VPS_HOST_KEY}}
+
+
+def evaluated_vps_live() -> Evaluation:
+    evaluation = evaluate("live", overrides=VPS_LIVE, upstream=upstream("live"),
+                          secrets={**MARKERS, "siteline:sshPrivateKey": "MARKER-ssh-private-key"})
+    assert evaluation.error is None, f"live on vps failed to evaluate: {evaluation.error}"
+    assert evaluation.of_type("command:remote:Command"), "live on vps deploys with remote commands"
+    return evaluation
+
+
+def test_live_on_vps_passes_every_rule() -> None:
+    found = violations(evaluated_vps_live())
     assert found == [], "\n".join(f"{v.policy}: {v.message}" for v in found)
 
 
@@ -88,33 +99,28 @@ def test_local_dev_delivering_real_mail_fails() -> None:
 
 
 def test_test_delivering_real_mail_fails() -> None:
-    needs_target("azure")
     found = mandatory(violations(evaluated("test", {"siteline:smtp.mode": "deliver",
                                                     "siteline:smtp.allowRealMail": True})))
     assert "real-mail-only-on-live" in names(found)
 
 
 def test_a_secret_put_in_plain_settings_fails_on_azure() -> None:
-    needs_target("azure")
     found = mandatory(violations(evaluated("test", {"siteline:settings.PAYMENT_API_KEY": "sk_live_not_a_secret"})))
     assert "app-settings-no-literal-secrets" in names(found)
     assert any("PAYMENT_API_KEY" in v.message and "sk_live" not in v.message for v in found)
 
 
 def test_live_with_short_backups_fails() -> None:
-    needs_target("azure")
     found = mandatory(violations(evaluated("live", {"siteline:database.backupRetentionDays": 14})))
     assert "live-database-safeguards" in names(found)
 
 
 def test_live_on_aws_with_short_backups_fails() -> None:
-    needs_target("aws")
     found = mandatory(violations(evaluated("live", {**AWS_LIVE, "siteline:database.backupRetentionDays": 7})))
     assert "live-database-safeguards" in names(found)
 
 
 def test_live_without_high_availability_is_advised_not_blocked() -> None:
-    needs_target("azure")
     found = violations(evaluated("live", {"siteline:database.highAvailability": False}))
     assert names(found) == {"live-database-high-availability"} and mandatory(found) == []
 
@@ -141,13 +147,31 @@ def test_a_release_command_without_sha256_fails() -> None:
     assert names(mandatory(violations(evaluation))) == {"release-sha256-pinned"}
 
 
+def test_live_on_vps_without_the_host_key_fails() -> None:
+    evaluation = evaluated_vps_live()
+    remote = [r for r in evaluation.resources if r.type.startswith("command:remote:")]
+    for registered in remote:
+        connection = registered.inputs["connection"]
+        (connection["value"] if is_secret(connection) else connection).pop("hostKey")
+    found = mandatory(violations(evaluation))
+    assert names(found) == {"ssh-host-key-pinned"}
+    assert {v.urn for v in found} == {r.urn for r in remote}
+
+
+def test_live_on_vps_with_a_release_command_without_sha256_fails() -> None:
+    evaluation = evaluated_vps_live()
+    release = evaluation.named("-vps-release")
+    sha256 = release.plain_inputs["create"].split(" SHA256=", 1)[1].split(" ", 1)[0]
+    release.inputs["create"] = release.inputs["create"].replace(f" SHA256={sha256} ", " ", 1)
+    assert names(mandatory(violations(evaluation))) == {"release-sha256-pinned"}
+
+
 def test_live_environment_without_require_verified_fails() -> None:
-    needs_target("azure")
     evaluation = _tampered(evaluated("live"), "siteline:index:Environment", {"requireVerified": False})
     assert names(mandatory(violations(evaluation))) == {"live-requires-verified-release"}
 
 
-def test_the_parity_fixture_paths_exist() -> None:
-    # The pack runs from policy/ in CI; guard the layout the workflows rely on.
+def test_the_policy_pack_files_the_workflows_run_exist() -> None:
+    # Every workflow passes `policyPacks: policy` / `--policy-pack policy`; guard that layout.
     for path in ("policy/PulumiPolicy.yaml", "policy/__main__.py", "policy/rules.py", "policy/requirements.txt"):
         assert Path(REPO / path).is_file(), path

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pulumi_policy import EnforcementLevel
+from pulumi_policy import EnforcementLevel, PolicyResource
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from components.targets import vps
 from policy import rules
 from tests.policy import environment, reported, resource, resource_args, stack_args
 
@@ -255,6 +256,28 @@ def test_release_sha256_pinned() -> None:
     assert "RELEASE_SHA256" in reported(rules.release_sha256_pinned, stack_args([environment("dev"), unpinned]))[0]
     no_sha = environment("live", release={**release, "sha256": ""})
     assert "without a sha256" in reported(rules.release_sha256_pinned, stack_args([no_sha]))[0]
+
+
+def vps_release(sha256: str | None, sudo: bool = False) -> PolicyResource:
+    """The vps target's release command as vps.py writes it: parameters on the command line."""
+    params = {"BASE": "/srv/siteline", "STAGED": f"/srv/siteline/staging/{SHA}.zip", "VERSION": "1.4.0"}
+    if sha256 is not None:
+        params["SHA256"] = sha256
+    create = vps.command_line("vps-release.sh", "deploy", params, sudo=sudo)
+    delete = vps.command_line("vps-release.sh", "remove", {"BASE": "/srv/siteline"}, sudo=sudo)
+    return resource("command:remote:Command", {"create": create, "delete": delete})
+
+
+@pytest.mark.parametrize("sudo", [False, True])
+def test_release_sha256_pinned_on_the_vps_release_command(sudo: bool) -> None:
+    assert reported(rules.release_sha256_pinned, stack_args([environment("live"), vps_release(SHA, sudo)])) == []
+    for sha in (None, "", "not-a-sha"):
+        [message] = reported(rules.release_sha256_pinned, stack_args([environment("live"), vps_release(sha, sudo)]))
+        assert "SHA256=" in message and "vps-release.sh" in message
+    # Other remote commands (the bootstrap, the mail sink) carry no release.
+    bootstrap = resource("command:remote:Command",
+                         {"create": vps.command_line("vps-bootstrap.sh", "up", {"BASE": "/srv/siteline"}, sudo=sudo)})
+    assert reported(rules.release_sha256_pinned, stack_args([environment("live"), bootstrap])) == []
 
 
 def test_every_rule_is_in_the_pack_and_breaches_that_hurt_are_mandatory() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -172,3 +176,36 @@ def test_scripts_are_shellcheck_clean() -> None:
     scripts = sorted(str(p.name) for p in vps.SCRIPTS.glob("vps-*.sh"))
     done = subprocess.run(["shellcheck", "-x", *scripts], cwd=vps.SCRIPTS, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_the_bootstrap_gives_psql_a_scram_verifier_never_the_password() -> None:
+    """pulumi-command logs a command's output; psql or the server echoing a failed statement must not show it."""
+    bootstrap = (vps.SCRIPTS / "vps-bootstrap.sh").read_text()
+    assert "PASSWORD '$verifier'" in bootstrap and "'$password'" not in bootstrap
+    function = re.search(r"^scram_verifier\(\) \{\n.*?^\}\n", bootstrap, re.MULTILINE | re.DOTALL)
+    assert function, "scram_verifier() is gone from vps-bootstrap.sh"
+    password = "Abc123def456ghi789jkl012mno345pq"
+    done = subprocess.run(["bash", "-c", function.group(0) + "scram_verifier"], input=password + "\n",
+                          capture_output=True, text=True, check=True)
+    verifier = done.stdout.strip()
+    assert password not in verifier
+    # PostgreSQL's format: SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> (RFC 5802 / 7677).
+    match = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)", verifier)
+    assert match, verifier
+    rounds, salt, stored, server = int(match[1]), *(base64.b64decode(part) for part in match.groups()[1:])
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds)
+    assert stored == hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    assert server == hmac.new(salted, b"Server Key", "sha256").digest()
+
+
+def test_a_failure_after_the_switch_switches_nginx_back() -> None:
+    """The reload and the check through nginx are the only steps between the switch and `active`; both
+    end in switch_back, which restores the upstream before it stops the new colour."""
+    release = (vps.SCRIPTS / "vps-release.sh").read_text()
+    deploy = release[release.index("deploy() {"):release.index("remove() {")]
+    switched = deploy[deploy.index('install_file "$UPSTREAM" root:root 644 <<<"server 127.0.0.1:$port;"'):
+                      deploy.index('mv -f "$STATE/active.new" "$STATE/active"')]
+    assert "systemctl reload nginx || switch_back" in switched
+    assert re.search(r'healthy "\$nginx_url" "\$VERSION" \d+ \d+ \|\|\n\s+switch_back', switched)
+    back = release[release.index("switch_back() {"):release.index("deploy() {")]
+    assert back.index("PREVIOUS_UPSTREAM") < back.index("systemctl reload nginx") < back.index("systemctl stop")

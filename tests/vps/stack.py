@@ -41,19 +41,33 @@ def free_ports(count: int) -> list[int]:
     raise RuntimeError(f"fewer than {count} free ports in 33000-34000")
 
 
-def build_releases(out: Path) -> dict[str, dict[str, str]]:
-    """v1 and v2 of the example site, and v3 whose health check always fails (503)."""
-    broken = out / "broken-site"
-    shutil.copytree(SITE, broken, ignore=shutil.ignore_patterns("__pycache__", "dist"), dirs_exist_ok=True)
-    app = (broken / "app.py").read_text()
+def _variant(out: Path, name: str, healthz_prefix: str) -> Path:
+    """A copy of the example site whose health check starts with `healthz_prefix`."""
+    source = out / name
+    shutil.copytree(SITE, source, ignore=shutil.ignore_patterns("__pycache__", "dist"), dirs_exist_ok=True)
+    app = (source / "app.py").read_text()
     assert HEALTHZ in app, "examples/site/app.py changed: update HEALTHZ in tests/vps/stack.py"
-    (broken / "app.py").write_text(app.replace(HEALTHZ, HEALTHZ + (
+    (source / "app.py").write_text(app.replace(HEALTHZ, HEALTHZ + healthz_prefix, 1))
+    return source
+
+
+def build_releases(out: Path) -> dict[str, dict[str, str]]:
+    """v1 and v2 of the example site; v3 whose health check always fails (503); v4 healthy on its own
+    port but failing behind nginx (it refuses proxied requests, as a site with a wrong trusted-proxy or
+    allowed-host setting does); v5, good again."""
+    broken = _variant(out, "broken-site", (
         '        return json_response(503, {"status": "error", "release": self.config.release,'
-        ' "reason": "v3 is broken on purpose"})\n'), 1))
+        ' "reason": "v3 is broken on purpose"})\n'))
+    unproxied = _variant(out, "unproxied-site", (
+        '        if environ.get("HTTP_X_FORWARDED_FOR"):\n'
+        '            return json_response(503, {"status": "error", "release": self.config.release,'
+        ' "reason": "v4 refuses proxied requests on purpose"})\n'))
     return {
         "v1": build_package("1.0.0", out),
         "v2": build_package("1.1.0", out),
         "v3": build_package("1.2.0", out, source=broken),
+        "v4": build_package("1.3.0", out, source=unproxied),
+        "v5": build_package("1.4.0", out),
     }
 
 

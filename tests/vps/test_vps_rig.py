@@ -1,7 +1,8 @@
 """The vps target on a real server: live, target vps, replayed over SSH; answers checked through nginx.
 
 The tests in this module run in file order on one server: create v1, re-run it, update to v2,
-the broken v3, then destroy. Each asserts on the site's real HTTP answers.
+the broken v3, v4 that fails only through nginx (switched back), the good v5, then destroy. Each
+asserts on the site's real HTTP answers.
 """
 
 from __future__ import annotations
@@ -162,6 +163,44 @@ def test_broken_v3_fails_and_v2_keeps_serving(deployment: Deployment) -> None:
     # The state keeps v2, as the engine does after a failed update.
     release = next(c for c in deployment.replayer.state if c.name == "live-vps-release")
     assert "VERSION=1.1.0" in release.inputs["create"]
+
+
+def test_v4_failing_through_nginx_is_switched_back(deployment: Deployment) -> None:
+    """v4 is healthy on its own port but answers 503 to proxied requests: the check after the switch
+    fails, and the release puts nginx back on v2's colour, stops v4's and leaves `active` alone."""
+    serving = deployment.sh("cat /etc/siteline/active")
+    with Poller(deployment.stack.url) as poller, pytest.raises(StepError) as failed:
+        deployment.up("v4")
+    assert failed.value.name == "live-vps-release"
+    assert "siteline@" + ("green" if serving == "blue" else "blue") + " is healthy" in failed.value.stdout
+    assert "release 1.3.0 is healthy on 127.0.0.1:" in failed.value.stderr
+    assert "but not through nginx" in failed.value.stderr
+    assert "nginx is switched back and 1.1.0 keeps serving" in failed.value.stderr
+    # Between the switch and the switch back, visitors may see v4's 503s; before and after, only v2.
+    assert poller.answers and set(poller.answers) <= {(200, "1.1.0"), (503, "1.3.0")}, poller.answers
+    assert poller.answers[-1] == (200, "1.1.0")
+    assert health(deployment.stack.url) == (200, {"status": "ok", "release": "1.1.0", "database": "ok"})
+    port = deployment.stack.blue_port if serving == "blue" else deployment.stack.green_port
+    assert deployment.sh("cat /etc/nginx/siteline-upstream.conf") == f"server 127.0.0.1:{port};"
+    assert deployment.sh("cat /etc/siteline/active") == serving
+    assert deployment.sh(f"systemctl is-active siteline@{serving}") == "active"
+    assert deployment.sh("systemctl is-active siteline@blue siteline@green || true").count("inactive") == 1
+    assert deployment.sh("readlink /srv/siteline/current") == "/srv/siteline/releases/1.1.0"
+    release = next(c for c in deployment.replayer.state if c.name == "live-vps-release")
+    assert "VERSION=1.1.0" in release.inputs["create"]
+
+
+def test_the_next_good_release_after_a_switch_back_has_no_downtime(deployment: Deployment) -> None:
+    """`active` still names v2's colour, so v5 goes to the other one and never stops the one serving."""
+    before = deployment.sh("cat /etc/siteline/active")
+    with Poller(deployment.stack.url) as poller:
+        deployment.up("v5")
+    assert deployment.sh("cat /etc/siteline/active") != before
+    assert poller.answers and {status for status, _ in poller.answers} == {200}, poller.answers
+    releases = [release for _, release in poller.answers]
+    assert set(releases) <= {"1.1.0", "1.4.0"} and releases[-1] == "1.4.0"
+    assert deployment.sh(f"systemctl is-active siteline@{before} || true") == "inactive"
+    assert deployment.sh("readlink /srv/siteline/current") == "/srv/siteline/releases/1.4.0"
 
 
 def test_destroy_removes_the_site_and_keeps_the_database(deployment: Deployment) -> None:
