@@ -52,7 +52,6 @@ class HOSTING(BaseModel):
     mail_port: int = Field(default=2525, alias="mailPort", ge=1024, le=65535)
     db_port: int = Field(default=5432, alias="dbPort", ge=1024, le=65535)
     keep_releases: int = Field(default=3, alias="keepReleases", ge=1, le=50)
-    health_timeout: int = Field(default=60, alias="healthTimeout", ge=5, le=900)
     drain_timeout: int = Field(default=30, alias="drainTimeout", ge=0, le=600)
 
 
@@ -166,7 +165,7 @@ class Target(pulumi.ComponentResource):
             **server, "VERSION": release.version, "SHA256": release.sha256, "STAGED": staged,
             "SITE_START": cfg.site.start, "SITE_MIGRATE": cfg.site.migrate, "HEALTH_PATH": cfg.site.health_path,
             "HTTP_PORT": str(hosting.http_port), "LISTEN_ADDRESS": hosting.listen_address or "",
-            "KEEP": str(hosting.keep_releases), "HEALTH_TIMEOUT": str(hosting.health_timeout),
+            "KEEP": str(hosting.keep_releases), "HEALTH_TIMEOUT": str(cfg.site.health_timeout),
             "DRAIN_TIMEOUT": str(hosting.drain_timeout),
         }
         # The env file holds secrets: it goes on stdin, never on the command line or as `environment`.

@@ -97,7 +97,7 @@ class RigStack:
             "host": self.connection.host, "port": self.connection.port, "user": self.connection.user,
             "hostKey": self.connection.host_key, "httpPort": self.http_port, "listenAddress": "127.0.0.1",
             "bluePort": self.blue_port, "greenPort": self.green_port, "mailPort": self.mail_port,
-            "dbPort": self.db_port, "healthTimeout": self.health_timeout, "drainTimeout": self.drain_timeout,
+            "dbPort": self.db_port, "drainTimeout": self.drain_timeout,
         }
 
     def evaluate(self, release: dict[str, str]) -> Evaluation:
@@ -109,7 +109,7 @@ class RigStack:
                 "siteline:hosting.azure": None, "siteline:hosting.size": None, "siteline:hosting.instances": 1,
                 "siteline:hosting.domain": None, "siteline:database.highAvailability": False,
                 "siteline:database.version": "15", "siteline:database.size": None,
-                "siteline:smtp.mode": "sink",
+                "siteline:smtp.mode": "sink", "siteline:site.healthTimeout": self.health_timeout,
             },
             secrets={**MARKERS, "siteline:sshPrivateKey": self.connection.private_key},
             upstream={"organization/siteline/test": {"release": release, "verifiedRelease": release, "contract": 1}},
