@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import appconfig, outputs, release, targets
+from components import appconfig, outputs, refresh, release, targets
 from components.settings import Settings
 
 
@@ -22,8 +22,9 @@ class Environment(pulumi.ComponentResource):
     def __init__(self, name: str, args: EnvironmentArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         settings = args.settings
         cfg = settings.config
-        # Resolved before anything is declared: a refused promotion registers nothing.
+        # Resolved before anything is declared: a refused promotion or refresh registers nothing.
         self.release = release.resolve(settings)
+        copy = refresh.resolve(settings)
         # The guardrail facts, as component inputs: the policy pack reads them from here.
         super().__init__("siteline:index:Environment", name, {
             "role": cfg.role, "target": cfg.target, "smtpMode": cfg.smtp.mode,
@@ -35,7 +36,7 @@ class Environment(pulumi.ComponentResource):
         app_config = appconfig.build(settings, self.release)
         target_module = targets.load(settings.target)
         site: targets.SiteTarget = target_module.Target(
-            f"{name}-{settings.target}", targets.TargetArgs(settings, self.release, app_config), child
+            f"{name}-{settings.target}", targets.TargetArgs(settings, self.release, app_config, copy), child
         )
 
         self.outputs = outputs.contract(

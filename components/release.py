@@ -98,15 +98,15 @@ def gate(upstream: str, deployed: Any, verified: Any) -> dict[str, str]:
     return checked
 
 
-def upstream_outputs(stack_name: str) -> dict[str, Any]:
-    """The upstream stack's outputs, read synchronously.
+def upstream_outputs(stack_name: str, key: str = "promoteFrom") -> dict[str, Any]:
+    """Another stack's outputs, read synchronously.
 
     This is the engine's built-in invoke behind StackReference. Reading it before the Environment is
-    declared means a failed promotion gate stops the preview before any resource is registered.
+    declared means a refused promotion (or refresh) stops the preview before any resource is registered.
     """
     result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": stack_name})
     if result.value is None:
-        raise PromotionError(f"siteline:promoteFrom: cannot read the outputs of {stack_name}. Fix: check the "
+        raise PromotionError(f"siteline:{key}: cannot read the outputs of {stack_name}. Fix: check the "
                              "stack name (<org>/siteline/<stack>) and that you may read it.")
     return dict(result.value.get("outputs") or {})
 

@@ -467,11 +467,9 @@ def _check_rules(report: p.Report, cfg: StackConfig, target_hosting: Any, root: 
     if db.refresh_from and role == "live":
         report.add("database.refreshFrom", "is set on live; the database flows down from live, never into it",
                    "pulumi config rm --path siteline:database.refreshFrom")
-    elif db.refresh_from:
-        # Accepting it silently would let a team believe test holds a masked copy of live.
-        report.add("database.refreshFrom", "asks for a database refresh, which this version of Siteline "
-                   "cannot do yet (no target copies a database down)",
-                   "pulumi config rm --path siteline:database.refreshFrom, and refresh by hand until it lands")
+    elif db.refresh_from and not db.refresh_id:
+        report.add("database.refreshId", "is required with database.refreshFrom: each new value takes a fresh copy",
+                   p.fix_set("database.refreshId", "2026-11-26"))
     if db.refresh_id and not db.refresh_from:
         report.add("database.refreshId", "needs database.refreshFrom",
                    p.fix_set("database.refreshFrom", "<org>/siteline/live"))

@@ -5,6 +5,8 @@ A target module exposes:
 - `BUILTIN_MAIL_SINK`: whether `smtp.mode: sink` works without an SMTP host;
 - `NEEDS_SSH_KEY`: whether it connects with `siteline:sshPrivateKey`;
 - `check(config, hosting)`: the target's own rules, as (key path, problem, fix) triples;
+- `REFRESH_SOURCES` (optional): the targets of the stacks it can take a masked database copy from
+  (`TargetArgs.refresh`); without it, `database.refreshFrom` is refused for this target;
 - `Target`: a ComponentResource taking (name, TargetArgs, opts) and exposing `url`, `database`
   and `smtp` Outputs (the per-target half of the outputs contract).
 Adding a target means adding one module here and nothing else.
@@ -16,12 +18,13 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 import pulumi
 
 if TYPE_CHECKING:
     from components.appconfig import AppConfig
+    from components.refresh import Refresh
     from components.release import Release
     from components.settings import Settings
 
@@ -33,6 +36,8 @@ class TargetArgs:
     settings: Settings
     release: Release
     app_config: AppConfig
+    # A masked copy of another stack's database to switch to, when database.refreshFrom is set.
+    refresh: Optional[Refresh] = None
 
 
 class SiteTarget(Protocol):

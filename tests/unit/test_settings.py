@@ -47,10 +47,9 @@ def test_numbers_set_with_path_are_accepted_where_strings_are_expected(dev_packa
     assert evaluation.named("-database").plain_inputs["environment"]["DB_VERSION"] == "15"
 
 
-def test_a_refresh_is_refused_until_a_target_can_do_it(dev_package: dict[str, str]) -> None:
-    evaluation = evaluate("dev", overrides={"siteline:database.refreshFrom": "organization/siteline/live",
-                                            "siteline:database.refreshId": 7})
-    assert "siteline:database.refreshFrom: asks for a database refresh" in str(evaluation.error)
+def test_a_refresh_needs_a_refresh_id(dev_package: dict[str, str]) -> None:
+    evaluation = evaluate("dev", overrides={"siteline:database.refreshFrom": "organization/siteline/live"})
+    assert "siteline:database.refreshId: is required with database.refreshFrom" in str(evaluation.error)
     assert evaluation.resources == []
 
 
