@@ -467,9 +467,6 @@ def _check_rules(report: p.Report, cfg: StackConfig, target_hosting: Any, root: 
     if db.refresh_from and role == "live":
         report.add("database.refreshFrom", "is set on live; the database flows down from live, never into it",
                    "pulumi config rm --path siteline:database.refreshFrom")
-    elif db.refresh_from and not db.refresh_id:
-        report.add("database.refreshId", "is required with database.refreshFrom: each new value takes a fresh copy",
-                   p.fix_set("database.refreshId", "2026-11-26"))
     if db.refresh_id and not db.refresh_from:
         report.add("database.refreshId", "needs database.refreshFrom",
                    p.fix_set("database.refreshFrom", "<org>/siteline/live"))

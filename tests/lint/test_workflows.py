@@ -44,10 +44,21 @@ def steps(workflow: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(job_name, step) for job_name, job in workflow["jobs"].items() for step in job.get("steps", [])]
 
 
-def test_there_are_the_four_workflows() -> None:
-    # No database-refresh workflow until the program can refresh a database (issue 6): a dispatch that
-    # only set refreshId would change nothing and drop test's verifiedRelease.
-    assert {w.name for w in WORKFLOWS} == {"pull-request.yml", "deliver.yml", "review-stack.yml", "drift.yml"}
+def test_there_are_the_five_workflows() -> None:
+    assert {w.name for w in WORKFLOWS} == {"pull-request.yml", "deliver.yml", "review-stack.yml", "drift.yml",
+                                           "database-refresh.yml"}
+
+
+def test_the_refresh_dispatch_persists_its_refresh_id_through_a_pull_request() -> None:
+    """Stack config lives in the repository: a refreshId set only in a job would be undone by the next
+    delivery, so the dispatch commits it on a branch and opens a pull request."""
+    text = (REPO / ".github" / "workflows" / "database-refresh.yml").read_text()
+    workflow = yaml.safe_load(text)
+    steps = workflow["jobs"]["request"]["steps"]
+    runs = "\n".join(step.get("run", "") for step in steps)
+    assert "pulumi config set --path siteline:database.refreshId" in runs
+    assert "gh pr create" in runs and "pulumi up" not in runs
+    assert workflow["jobs"]["request"]["permissions"] == {"contents": "write", "pull-requests": "write"}
 
 
 def test_actionlint_passes_inside_the_checkout() -> None:

@@ -47,10 +47,11 @@ def test_numbers_set_with_path_are_accepted_where_strings_are_expected(dev_packa
     assert evaluation.named("-database").plain_inputs["environment"]["DB_VERSION"] == "15"
 
 
-def test_a_refresh_needs_a_refresh_id(dev_package: dict[str, str]) -> None:
+def test_a_refresh_source_without_a_refresh_id_takes_no_copy(dev_package: dict[str, str]) -> None:
+    """refreshFrom names where copies come from; only a refreshId (set by the refresh dispatch) takes one."""
     evaluation = evaluate("dev", overrides={"siteline:database.refreshFrom": "organization/siteline/live"})
-    assert "siteline:database.refreshId: is required with database.refreshFrom" in str(evaluation.error)
-    assert evaluation.resources == []
+    assert evaluation.error is None, evaluation.error
+    assert evaluation.named("-database").plain_inputs["environment"]["DB_NAME"] == "site"
 
 
 def test_booleans_are_not_guessed_from_words(dev_package: dict[str, str]) -> None:
