@@ -470,7 +470,13 @@ def _check_rules(report: p.Report, cfg: StackConfig, target_hosting: Any, root: 
     if db.refresh_id and not db.refresh_from:
         report.add("database.refreshId", "needs database.refreshFrom",
                    p.fix_set("database.refreshFrom", "<org>/siteline/live"))
+    seen: dict[tuple[str, str], int] = {}
     for index, rule in enumerate(db.mask):
+        first = seen.setdefault((rule.table, rule.column), index)
+        if first != index:
+            report.add(f"database.mask[{index}]",
+                       f"masks {rule.table}.{rule.column} again (mask[{first}] already does)",
+                       f"pulumi config rm --path 'siteline:database.mask[{index}]'")
         if rule.strategy == "fixed" and rule.value is None:
             report.add(f"database.mask[{index}].value", "is required by the fixed strategy",
                        p.fix_set(f"database.mask[{index}].value", "masked"))

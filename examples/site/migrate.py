@@ -135,16 +135,20 @@ def migrate(database_url: str, migrations: list[Migration]) -> int:
                 f"database also has migrations this release does not ship: {', '.join(newer)}"
             )
 
-        count = 0
         for migration in migrations:
             if migration.version in applied:
                 _say(f"{migration.file_name} already applied")
-                continue
-            _say(f"applying {migration.file_name}")
-            started = time.monotonic()
-            sql = migration.path.read_text(encoding="utf-8")
-            try:
-                with conn.transaction():
+        pending = [m for m in migrations if m.version not in applied]
+        current = ""
+        try:
+            # One transaction for the whole release: a failing file rolls back the files before
+            # it too, so the database stays exactly as the serving release left it.
+            with conn.transaction():
+                for migration in pending:
+                    current = migration.file_name
+                    _say(f"applying {migration.file_name}")
+                    started = time.monotonic()
+                    sql = migration.path.read_text(encoding="utf-8")
                     # Without parameters psycopg sends a simple query, so a file may hold
                     # several statements; bytes, because file text is not a LiteralString.
                     conn.execute(sql.encode("utf-8"))
@@ -153,13 +157,14 @@ def migrate(database_url: str, migrations: list[Migration]) -> int:
                         " VALUES (%s, %s, now())",
                         (migration.version, migration.name),
                     )
-            except psycopg.Error as error:
-                raise MigrationError(
-                    f"{migration.file_name} failed and was rolled back: {_database_error(error)}"
-                ) from None
-            elapsed_ms = (time.monotonic() - started) * 1000
-            _say(f"applied {migration.file_name} in {elapsed_ms:.0f} ms")
-            count += 1
+                    elapsed_ms = (time.monotonic() - started) * 1000
+                    _say(f"applied {migration.file_name} in {elapsed_ms:.0f} ms")
+        except psycopg.Error as error:
+            raise MigrationError(
+                f"{current} failed; this release's {len(pending)} migration(s) were all rolled back: "
+                f"{_database_error(error)}"
+            ) from None
+        count = len(pending)
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return count
 

@@ -443,7 +443,16 @@ def test_failing_migration_rolls_back_and_exits_non_zero(
     )
     assert query(url, "SELECT to_regclass('half_done')") == [(None,)]
 
+    # A release's migrations are all or nothing: a good 003 is rolled back with a failing 004.
     (site / "migrations" / "003_broken.sql").unlink()
+    (site / "migrations" / "003_pages.sql").write_text("CREATE TABLE pages (slug text PRIMARY KEY);\n")
+    (site / "migrations" / "004_broken.sql").write_text("SELECT * FROM no_such_table;\n")
+    result = run_migrate(site, url)
+    assert result.returncode != 0 and "004_broken.sql" in result.stderr
+    assert query(url, "SELECT to_regclass('pages')") == [(None,)]
+    assert query(url, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version") == before
+    (site / "migrations" / "003_pages.sql").unlink()
+    (site / "migrations" / "004_broken.sql").unlink()
     (site / "migrations" / "3-misnamed.sql").write_text("SELECT 1;\n")
     misnamed = run_migrate(site, url)
     assert misnamed.returncode != 0
