@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_random as random
@@ -34,6 +34,7 @@ class Network:
     database_subnet: pulumi.Output[str]
     zone: privatedns.PrivateZone
     zone_link: privatedns.VirtualNetworkLink
+    jobs_subnet: Optional[pulumi.Output[str]]  # one-shot containers (masking a refreshed copy); None where unused
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,31 @@ class Postgres:
     url: pulumi.Output[str]  # secret
 
 
-def private_network(place: Place, address_space: str, retain: bool) -> Network:
-    """Private access: the database has no public endpoint; the app reaches it through VNet integration."""
+def jobs_range(address_space: str) -> str:
+    """The /27 right after the address space: the app and database halves fill the space itself."""
+    space = ipaddress.ip_network(address_space)
+    return str(ipaddress.ip_network((space.broadcast_address + 1, 27)))
+
+
+def private_network(place: Place, address_space: str, retain: bool, jobs: Optional[str] = None) -> Network:
+    """Private access: the database has no public endpoint; the app reaches it through VNet integration.
+    `jobs`: an extra range for a subnet that Container Instances run in, inside the network (masking a copy)."""
     space = ipaddress.ip_network(address_space)
     app_range, database_range = (str(s) for s in list(space.subnets(prefixlen_diff=1))[:2])
+    # The jobs subnet is declared for every role that can take a copy, refreshing or not: removing it together with
+    # the last container group would fail (the network update runs before Pulumi deletes the group holding it).
+    jobs_subnets = [network.SubnetArgs(name="jobs", address_prefix=jobs, delegations=[network.DelegationArgs(
+        name="containers", service_name="Microsoft.ContainerInstance/containerGroups")])] if jobs else []
     vnet = network.VirtualNetwork(
         f"{place.name}-vnet", virtual_network_name=f"{place.base}-vnet", resource_group_name=place.group,
-        location=place.location, address_space=network.AddressSpaceArgs(address_prefixes=[str(space)]),
+        location=place.location,
+        address_space=network.AddressSpaceArgs(address_prefixes=[str(space), *([jobs] if jobs else [])]),
         subnets=[
             network.SubnetArgs(name="app", address_prefix=app_range, delegations=[network.DelegationArgs(
                 name="web", service_name="Microsoft.Web/serverFarms")]),
             network.SubnetArgs(name="database", address_prefix=database_range, delegations=[network.DelegationArgs(
                 name="postgres", service_name="Microsoft.DBforPostgreSQL/flexibleServers")]),
+            *jobs_subnets,
         ],
         opts=place.opts(retain_on_delete=retain))
     zone = privatedns.PrivateZone(
@@ -65,7 +79,7 @@ def private_network(place: Place, address_space: str, retain: bool) -> Network:
         location="global", registration_enabled=False, virtual_network=privatedns.SubResourceArgs(id=vnet.id),
         opts=place.opts(retain_on_delete=retain))
     return Network(pulumi.Output.concat(vnet.id, "/subnets/app"), pulumi.Output.concat(vnet.id, "/subnets/database"),
-                   zone, link)
+                   zone, link, pulumi.Output.concat(vnet.id, "/subnets/jobs") if jobs else None)
 
 
 def postgres(place: Place, config: Any, net: Network, live: bool) -> Postgres:

@@ -15,14 +15,19 @@ from pulumi_command import local as command
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components import outputs
+from components import refresh as refreshes
 from components.targets import Problem, TargetArgs
 from components.targets import _azure_data as data
+from components.targets import _azure_refresh as copies
 from components.targets import _azure_release as release_inputs
 from components.targets import _azure_rules as rules
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "azure-release.sh"
+REFRESH_SCRIPT = SCRIPT.with_name("azure-refresh.sh")
 BUILTIN_MAIL_SINK = False
 NEEDS_SSH_KEY = False
+# A copy is a point-in-time restore of another Flexible Server: only an azure stack can be the source.
+REFRESH_SOURCES = ("azure",)
 # Built-in role definitions (the same GUIDs in every tenant).
 BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -43,6 +48,11 @@ class HOSTING(BaseModel):
     warmup_timeout: int = Field(default=600, alias="warmupTimeout", ge=60, le=3600)
     # Off by default, and refused on test and live (see check()): those run the package as promoted, never a build.
     install_requirements: bool = Field(default=False, alias="installRequirements")
+    # Database refresh (roles that take a copy): the masking container's image, how long masking may take, and the
+    # range of the subnet it runs in (default: the /27 right after addressSpace).
+    mask_image: Optional[str] = Field(default=None, alias="maskImage", pattern=r"^[\w.\-/:@]+$")
+    mask_timeout: int = Field(default=3600, alias="maskTimeout", ge=300, le=21600)
+    jobs_address_range: Optional[str] = Field(default=None, alias="jobsAddressRange")
 
     @field_validator("address_space")
     @classmethod
@@ -52,19 +62,59 @@ class HOSTING(BaseModel):
             raise ValueError("must be a private IPv4 range of /27 or larger, e.g. 10.42.0.0/16")
         return value
 
+    @field_validator("jobs_address_range")
+    @classmethod
+    def _jobs_range(cls, value: Optional[str]) -> Optional[str]:
+        net = ipaddress.ip_network(value, strict=True) if value else None
+        if net and not (net.version == 4 and net.is_private and net.prefixlen <= 29):
+            raise ValueError("must be a private IPv4 range of /29 or larger, e.g. 10.43.0.0/27")
+        return value
+
+
+def jobs_range(config: Any, hosting: HOSTING) -> Optional[str]:
+    """The jobs subnet's range, on roles that can take a database copy; None elsewhere (live never takes one)."""
+    if config.role not in refreshes.SOURCES:
+        return None
+    return hosting.jobs_address_range or data.jobs_range(hosting.address_space)
+
 
 def check(config: Any, hosting: HOSTING) -> list[Problem]:
-    return rules.check(config, hosting)
+    found = rules.check(config, hosting) + copies.problems(config)
+    if config.role in refreshes.SOURCES and not _jobs_range_fits(hosting):
+        jobs = hosting.jobs_address_range or "the /27 after addressSpace"
+        found.append(("hosting.azure.jobsAddressRange", f"is {jobs}: the subnet for one-shot containers (masking a "
+                      f"database copy) needs a private range outside addressSpace {hosting.address_space}",
+                      "pulumi config set --path siteline:hosting.azure.jobsAddressRange 10.43.0.0/27"))
+    return found
 
 
-def script_path(project_dir: Path) -> str:
+def _jobs_range_fits(hosting: HOSTING) -> bool:
+    try:
+        jobs = ipaddress.ip_network(hosting.jobs_address_range or data.jobs_range(hosting.address_space))
+    except ValueError:  # the /27 after addressSpace would fall off the end of the IPv4 space
+        return False
+    return jobs.is_private and not jobs.overlaps(ipaddress.ip_network(hosting.address_space))
+
+
+def same_region(refresh: Optional[refreshes.Refresh], hosting: HOSTING) -> None:
+    """A point-in-time restore stays in the source's region; the source exports its location (older ones did not:
+    Azure then refuses a cross-region restore itself)."""
+    source_location = refresh.source.get("location") if refresh else None
+    if refresh and source_location and source_location != hosting.location:
+        raise refreshes.RefreshError(
+            f"siteline:database.refreshFrom: {refresh.source_stack} is in {source_location} and this stack in "
+            f"{hosting.location}; a point-in-time restore stays in the source's region. Fix: pulumi config set --path "
+            f"siteline:hosting.azure.location {source_location}, or refresh from a stack in {hosting.location}.")
+
+
+def script_path(project_dir: Path, script: Path = SCRIPT) -> str:
     """The release script as the commands name it: relative to the project directory, the commands' working
     directory, so the same program checked out elsewhere declares the same command (an absolute path would differ,
     and a changed command runs again: a second swap)."""
     try:
-        return SCRIPT.relative_to(Path(project_dir).resolve()).as_posix()
+        return script.relative_to(Path(project_dir).resolve()).as_posix()
     except ValueError:
-        raise ValueError(f"{SCRIPT} is outside the project directory {project_dir}: run pulumi from the project "
+        raise ValueError(f"{script} is outside the project directory {project_dir}: run pulumi from the project "
                          "that contains components/") from None
 
 
@@ -74,9 +124,10 @@ class Target(pulumi.ComponentResource):
     smtp: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: TargetArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__("siteline:targets:Azure", name, None, opts)
         settings, cfg, release = args.settings, args.settings.config, args.release
         hosting: HOSTING = settings.target_hosting
+        same_region(args.refresh, hosting)  # before anything is declared
+        super().__init__("siteline:targets:Azure", name, None, opts)
         self._cfg, self._hosting, live = cfg, hosting, cfg.role == "live"
         retain = cfg.database.retain_on_destroy
         child = pulumi.ResourceOptions(parent=self)
@@ -89,7 +140,7 @@ class Target(pulumi.ComponentResource):
                                         opts=pulumi.ResourceOptions(parent=self, retain_on_delete=retain))
         place = data.Place(self, name, base, group.name, hosting.location, suffix)
 
-        net = data.private_network(place, hosting.address_space, retain)
+        net = data.private_network(place, hosting.address_space, retain, jobs_range(cfg, hosting))
         db = data.postgres(place, cfg, net, live)
         package = release_inputs.package(place, release, settings.project_dir, live)
         # One user-assigned identity for both slots, granted before either exists: a slot's first start then
@@ -99,12 +150,19 @@ class Target(pulumi.ComponentResource):
         identity = managedidentity.UserAssignedIdentity(
             f"{name}-identity", resource_name_=f"{base}-site", resource_group_name=place.group,
             location=hosting.location, opts=child)
-        # The vault trusts the tenant the identity lives in: the deploying subscription's tenant.
-        vault = release_inputs.vault(place, identity.tenant_id, {**args.app_config.secret, "DATABASE_URL": db.url},
-                                     live, after=[db.database])
         # `/subscriptions/<id>` from the group id: the subscription Pulumi deploys to, which the az commands name too.
         subscription = group.id.apply(lambda i: i.split("/resourceGroups/")[0])
         subscription_id = subscription.apply(lambda s: s.rsplit("/", 1)[-1])
+        self._script = script_path(settings.project_dir)
+        # With a refresh, the site reads the masked copy; this role's own server stays, unused until refreshes stop.
+        copy = self._copy(place, args, net, subscription_id) if args.refresh else None
+        database_url, ready = (copy.url, [copy.masked]) if copy else (db.url, [])
+        # The vault trusts the tenant the identity lives in: the deploying subscription's tenant. DATABASE_URL names
+        # the copy only once masking succeeded: the new secret version (a new reference, so a new deployment digest)
+        # is what moves the site, through the same staging slot and swap as a release.
+        vault = release_inputs.vault(place, identity.tenant_id,
+                                     {**args.app_config.secret, "DATABASE_URL": database_url}, live,
+                                     after=[db.database, *ready])
         grants = self._grants(place, subscription, identity,
                               {"package-reader": (package.container.id, BLOB_DATA_READER),
                                "secrets-user": (vault.vault.id, KEY_VAULT_SECRETS_USER)})
@@ -135,7 +193,6 @@ class Target(pulumi.ComponentResource):
                                  opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
         sticky = web.WebAppSlotConfigurationNames(f"{name}-sticky", name=app.name, resource_group_name=place.group,
                                                   app_setting_names=list(STICKY), opts=child)
-        self._script = script_path(settings.project_dir)
         swap = command.Command(
             f"{name}-swap",
             # Triggers replace: each new release or configuration is one new swap. There is no delete: the
@@ -148,7 +205,7 @@ class Target(pulumi.ComponentResource):
                          "DEPLOYMENT": deployment, "WARMUP_TIMEOUT": str(hosting.warmup_timeout)},
             triggers=[release.sha256, deployment],
             opts=pulumi.ResourceOptions(parent=self,
-                                        depends_on=[staging, sticky, db.database, *vault.secrets, *grants]))
+                                        depends_on=[staging, sticky, db.database, *ready, *vault.secrets, *grants]))
         serving: list[pulumi.CustomResource] = [swap]
         if cfg.hosting.domain:
             serving.append(self._custom_domain(place, plan, app, subscription_id))
@@ -163,11 +220,24 @@ class Target(pulumi.ComponentResource):
         # The URL waits for the swap, so consumers only see it once the release serves.
         self.url = pulumi.Output.all(app.default_host_name, *[r.id for r in serving]).apply(
             lambda v: f"https://{domain or v[0]}")
-        self.database = pulumi.Output.all(db.server.fully_qualified_domain_name, db.server.id, db.database.name).apply(
-            lambda v: {"engine": "postgres", "host": v[0], "port": 5432, "name": v[2], "id": v[1]})
+        # The database the site reads (the copy, when refreshing): a stack downstream restores from this one.
+        serving_db = (copy.server, pulumi.Output.from_input(copy.name)) if copy else (db.server, db.database.name)
+        location = hosting.location
+        self.database = pulumi.Output.all(serving_db[0].fully_qualified_domain_name, serving_db[0].id,
+                                          serving_db[1]).apply(
+            lambda v: {"engine": "postgres", "host": v[0], "port": 5432, "name": v[2], "id": v[1],
+                       "location": location})
         smtp = cfg.smtp
         self.smtp = pulumi.Output.from_input(outputs.smtp(str(smtp.host), smtp.port, smtp.mode))
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
+
+    def _copy(self, place: data.Place, args: TargetArgs, net: data.Network,
+              subscription_id: pulumi.Output[str]) -> copies.Copy:
+        refresh, hosting = args.refresh, self._hosting
+        assert refresh is not None
+        image = hosting.mask_image or f"postgres:{self._cfg.database.version}"
+        return copies.restore(place, refresh, net, subscription_id,
+                              script_path(args.settings.project_dir, REFRESH_SCRIPT), image, hosting.mask_timeout)
 
     def _app_command(self) -> str:
         site = self._cfg.site

@@ -17,7 +17,7 @@ NAME_INPUTS = {
     "dbforpostgresql:Database": "databaseName", "network:VirtualNetwork": "virtualNetworkName",
     "privatedns:PrivateZone": "privateZoneName", "privatedns:VirtualNetworkLink": "virtualNetworkLinkName",
     "authorization:ManagementLockAtResourceGroupLevel": "lockName", "authorization:RoleAssignment": "roleAssignmentName",
-    "managedidentity:UserAssignedIdentity": "resourceName",
+    "managedidentity:UserAssignedIdentity": "resourceName", "containerinstance:ContainerGroup": "containerGroupName",
 }
 # Where each type sits under its resource group's `providers/`; a child names its parent through an input.
 ARM_PATHS = {
@@ -38,6 +38,7 @@ ARM_PATHS = {
     "privatedns:VirtualNetworkLink": "Microsoft.Network/privateDnsZones/{privateZoneName}/virtualNetworkLinks/{own}",
     "authorization:ManagementLockAtResourceGroupLevel": "Microsoft.Authorization/locks/{own}",
     "managedidentity:UserAssignedIdentity": "Microsoft.ManagedIdentity/userAssignedIdentities/{own}",
+    "containerinstance:ContainerGroup": "Microsoft.ContainerInstance/containerGroups/{own}",
 }
 
 
@@ -105,7 +106,8 @@ def outputs(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
     elif kind == "keyvault:Secret":
         uri = f"https://{inputs.get('vaultName')}.vault.azure.net/secrets/{own}"
         result.update(properties={**_plain(inputs.get("properties", {})), "secretUri": uri,
-                                  "secretUriWithVersion": f"{uri}/{stable(name, 32)}"})
+                                  # Each new value is a new version, hence a new versioned URI.
+                                  "secretUriWithVersion": f"{uri}/{stable(name + str(_plain(inputs.get('properties'))), 32)}"})
     elif kind == "dbforpostgresql:Server":
         result.update(fullyQualifiedDomainName=f"{own}.postgres.database.azure.com", state="Ready")
     elif kind == "authorization:RoleAssignment":

@@ -211,7 +211,8 @@ def test_outputs_follow_the_contract(stack: Evaluation) -> None:
     server = stack.one(AZ + "dbforpostgresql:Server")
     host = f"{server.plain_inputs['serverName']}.postgres.database.azure.com"
     server_id = arm_id(stack, f"Microsoft.DBforPostgreSQL/flexibleServers/{server.plain_inputs['serverName']}")
-    assert out["database"] == {"engine": "postgres", "host": host, "port": 5432, "name": "site", "id": server_id}
+    assert out["database"] == {"engine": "postgres", "host": host, "port": 5432, "name": "site", "id": server_id,
+                               "location": "westeurope"}
     assert (out["smtp"]["host"], out["smtp"]["port"]) == ("smtp.example.com", 587)
     if stack.stack != "live":
         assert out["url"] == f"https://{stack.one(AZ + 'web:WebApp').plain_inputs['name']}.azurewebsites.net"
