@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -27,7 +27,8 @@ def _assume(service: str, external_id: str | None = None) -> str:
 
 def access(name: str, stack: str, live: bool, secrets: Mapping[str, pulumi.Output[str]],
            bundle_bucket_arn: pulumi.Output[str], partition: pulumi.Output[str],
-           opts: pulumi.ResourceOptions) -> Access:
+           opts: pulumi.ResourceOptions, waits: Mapping[str, Sequence[pulumi.Resource]] | None = None) -> Access:
+    """`waits`: variable -> resources its new value must wait for (a refreshed DATABASE_URL waits for masking)."""
     arns: dict[str, pulumi.Output[str]] = {}
     versions: list[aws.secretsmanager.SecretVersion] = []
     for variable in sorted(secrets):
@@ -40,7 +41,7 @@ def access(name: str, stack: str, live: bool, secrets: Mapping[str, pulumi.Outpu
         versions.append(aws.secretsmanager.SecretVersion(
             f"{name}-secret-{label}", secret_id=secret.id, secret_string=pulumi.Output.secret(secrets[variable]),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-                additional_secret_outputs=["secretString"]))))
+                additional_secret_outputs=["secretString"], depends_on=list((waits or {}).get(variable, ()))))))
         arns[variable] = secret.arn
 
     def managed(policy: str) -> pulumi.Output[str]:

@@ -18,16 +18,23 @@ USERNAME = "siteline"
 class Database:
     instance: aws.rds.Instance
     url: pulumi.Output[str]  # DATABASE_URL, always secret
+    name: str  # the database inside the instance
+    # What must finish before the site may be pointed at the instance (a refreshed copy's masking).
+    ready: tuple[pulumi.Resource, ...] = ()
 
 
-def database(name: str, cfg: Any, stack: str, subnets: pulumi.Input[list[str]],
+def subnet_group(name: str, stack: str, subnets: pulumi.Input[list[str]],
+                 opts: pulumi.ResourceOptions) -> aws.rds.SubnetGroup:
+    return aws.rds.SubnetGroup(f"{name}-db", subnet_ids=subnets, description=f"Siteline {stack}: database subnets",
+                               opts=opts)
+
+
+def database(name: str, cfg: Any, stack: str, subnets: aws.rds.SubnetGroup,
              security_group: aws.ec2.SecurityGroup, opts: pulumi.ResourceOptions) -> Database:
     db, live = cfg.database, cfg.role == "live"
     # Generated rather than RDS-managed: the site needs a complete DATABASE_URL, which Siteline
     # composes as a secret and stores in Secrets Manager. An RDS-managed password rotates behind it.
     password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=opts)
-    subnet_group = aws.rds.SubnetGroup(f"{name}-db", subnet_ids=subnets,
-                                       description=f"Siteline {stack}: database subnets", opts=opts)
     # Unique per stack lifetime, so a later stack of the same name cannot collide with this snapshot.
     snapshot_suffix = random.RandomId(f"{name}-db-final-snapshot", byte_length=4, opts=opts)
     keep_snapshot = live or db.retain_on_destroy
@@ -43,7 +50,7 @@ def database(name: str, cfg: Any, stack: str, subnets: pulumi.Input[list[str]],
         storage_type="gp3",
         storage_encrypted=True,
         publicly_accessible=False,
-        db_subnet_group_name=subnet_group.name,
+        db_subnet_group_name=subnets.name,
         vpc_security_group_ids=[security_group.id],
         db_name=db.name,
         username=USERNAME,
@@ -63,4 +70,4 @@ def database(name: str, cfg: Any, stack: str, subnets: pulumi.Input[list[str]],
     url = pulumi.Output.secret(pulumi.Output.concat(
         f"postgresql://{USERNAME}:", password.result, "@", instance.address, ":",
         instance.port.apply(str), f"/{db.name}?sslmode=require"))
-    return Database(instance=instance, url=url)
+    return Database(instance=instance, url=url, name=db.name)

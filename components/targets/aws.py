@@ -13,10 +13,13 @@ from components import outputs
 from components.targets import Problem, TargetArgs
 from components.targets._aws_access import access, version_cleanup
 from components.targets._aws_bundle import bundle, store
-from components.targets._aws_database import database
+from components.targets._aws_database import database, subnet_group
 from components.targets._aws_domain import certificate, redirect_http, site_record
 from components.targets._aws_network import network
+from components.targets._aws_refresh import restored, source_instance
 
+# A masked copy comes from an RDS snapshot of another aws stack's instance (same account and region).
+REFRESH_SOURCES = ("aws",)
 BUILTIN_MAIL_SINK = False  # no mail catcher on Elastic Beanstalk: every mode needs smtp.host
 NEEDS_SSH_KEY = False
 
@@ -118,10 +121,13 @@ class Target(pulumi.ComponentResource):
     smtp: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: TargetArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__("siteline:targets:Aws", name, None, opts)
         settings = args.settings
         cfg = settings.config
         hosting: HOSTING = settings.target_hosting
+        copy = args.refresh
+        # Checked before anything is declared: a source RDS cannot copy here (other region, no instance id) is refused.
+        source_id = source_instance(copy, str(hosting.region)) if copy is not None else None
+        super().__init__("siteline:targets:Aws", name, None, opts)
         live = cfg.role == "live"
         # One explicit provider: the region comes from hosting.aws, and every resource is tagged with its stack.
         provider = aws.Provider(f"{name}-provider", region=hosting.region, default_tags={"tags": {
@@ -131,7 +137,12 @@ class Target(pulumi.ComponentResource):
         invoke = pulumi.InvokeOutputOptions(parent=self, provider=provider)
 
         net = network(name, hosting, child, invoke)
-        db = database(name, cfg, settings.stack, net.private_subnets, net.database, child)
+        subnets = subnet_group(name, settings.stack, net.private_subnets, child)
+        # With refreshFrom the masked copy is the stack's database (the stack's own instance is then not declared,
+        # so it is deleted after the first switch, like every earlier copy).
+        db = (restored(name, cfg, settings.stack, copy, source_id, str(hosting.region), subnets, net, child)
+              if copy is not None and source_id is not None
+              else database(name, cfg, settings.stack, subnets, net.database, child))
         # Live's application, bucket and environment are protected like its database: pulumi destroy or a
         # replacement cannot delete them (the counterpart of the Azure target's CanNotDelete lock).
         kept = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=live))
@@ -141,7 +152,9 @@ class Target(pulumi.ComponentResource):
             plain={"PORT": str(cfg.site.port), "SITELINE_MIGRATE": cfg.site.migrate, "SITELINE_START": cfg.site.start},
             secret={"DATABASE_URL": db.url})
         partition = aws.get_partition_output(opts=invoke).partition
-        roles = access(name, settings.stack, live, app_config.secret, bundles.bucket.arn, partition, child)
+        # DATABASE_URL gets its new value (so the environment its new version id) only once the copy is masked.
+        roles = access(name, settings.stack, live, app_config.secret, bundles.bucket.arn, partition, child,
+                       waits={"DATABASE_URL": db.ready})
         application = aws.elasticbeanstalk.Application(
             f"{name}-app", description=f"Siteline {settings.stack} ({cfg.role})",
             # Releases leave their versions behind for rollback; EB deletes all but the newest KEEP_VERSIONS
@@ -215,7 +228,7 @@ class Target(pulumi.ComponentResource):
             description=f"Siteline {settings.stack} ({cfg.role})",
             # Secrets must hold their values and the database must answer before the first instance boots.
             opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(
-                depends_on=[db.instance, *roles.secret_versions])))
+                depends_on=[db.instance, *db.ready, *roles.secret_versions])))
         if domain:
             redirect_http(name, domain, environment.load_balancers, child)
             if hosting.hosted_zone_id:
@@ -224,7 +237,7 @@ class Target(pulumi.ComponentResource):
         # The URL waits for the environment, so consumers only see it once EB reports the release deployed.
         self.url = environment.cname.apply(lambda cname: f"https://{domain}" if domain else f"http://{cname}")
         self.database = pulumi.Output.all(db.instance.address, db.instance.port, db.instance.identifier).apply(
-            lambda v: {"engine": "postgres", "host": v[0], "port": int(v[1]), "name": cfg.database.name,
+            lambda v: {"engine": "postgres", "host": v[0], "port": int(v[1]), "name": db.name,
                        "id": v[2], "region": str(hosting.region)})
         self.smtp = pulumi.Output.from_input(outputs.smtp(str(cfg.smtp.host), cfg.smtp.port, cfg.smtp.mode))
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -44,6 +45,20 @@ def outputs(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
                 "arn": _arn("rds", f"db:{identifier}"), "resourceId": f"db-{stable(name, 26).upper()}",
                 "hostedZoneId": "Z29XKXDKYMONMX", "engineVersionActual": f"{inputs.get('engineVersion', '16')}.4",
                 "status": "available", "masterUserSecrets": []}
+    if kind == "Snapshot" and type_token.startswith("aws:rds/"):
+        snapshot = inputs["dbSnapshotIdentifier"]
+        return {"dbSnapshotArn": _arn("rds", f"snapshot:{snapshot}"), "status": "available", "encrypted": True,
+                "engine": "postgres", "engineVersion": "16.4", "allocatedStorage": 32, "port": 5432,
+                "kmsKeyId": _arn("kms", f"key/{stable(snapshot, 36)}"), "snapshotType": "manual",
+                "storageType": "gp3", "vpcId": VPC, "sourceRegion": REGION, "availabilityZone": f"{REGION}a"}
+    if kind == "Cluster" and type_token.startswith("aws:ecs/"):
+        return {"name": given, "arn": _arn("ecs", f"cluster/{given}")}
+    if kind == "TaskDefinition" and type_token.startswith("aws:ecs/"):
+        family = inputs["family"]
+        return {"arn": _arn("ecs", f"task-definition/{family}:1"), "arnWithoutRevision": _arn(
+            "ecs", f"task-definition/{family}"), "revision": 1}
+    if kind == "LogGroup" and type_token.startswith("aws:cloudwatch/"):
+        return {"name": given, "arn": _arn("logs", f"log-group:{given}")}
     if kind == "Application" and "elasticbeanstalk" in type_token:
         return {"name": given, "arn": _arn("elasticbeanstalk", f"application/{given}")}
     if kind == "ApplicationVersion":
@@ -69,7 +84,9 @@ def outputs(type_token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
         secret_name = f"{inputs['namePrefix']}{stable(name, 26)}" if inputs.get("namePrefix") else given
         return {"name": secret_name, "arn": _arn("secretsmanager", f"secret:{secret_name}-{stable(name, 6)}")}
     if kind == "SecretVersion":
-        return {"versionId": stable(name, 36), "arn": inputs.get("secretId", ""), "versionStages": ["AWSCURRENT"]}
+        # A new value is a new version (secretString replaces), with a new id.
+        value = json.dumps(inputs.get("secretString"), sort_keys=True, default=str)
+        return {"versionId": stable(name + value, 36), "arn": inputs.get("secretId", ""), "versionStages": ["AWSCURRENT"]}
     if kind == "Role" and type_token.startswith("aws:iam/"):
         return {"name": given, "arn": f"arn:aws:iam::{ACCOUNT}:role/{given}", "uniqueId": f"AROA{stable(name, 17).upper()}"}
     if kind == "InstanceProfile":
