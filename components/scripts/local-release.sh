@@ -143,6 +143,10 @@ deploy() {
     [ "$dir" = "$target" ] || { step "removing ${dir##*/}"; rm -rf "$dir"; }
   done
   find "$SITELINE_HOME/packages" -type f ! -name "$RELEASE_SHA256.zip" -delete
+  # The site switched: database copies from earlier refreshes are no longer used.
+  if [ -n "${DB_CURRENT:-}" ]; then
+    bash "$(dirname "$0")/local-refresh.sh" prune || step "warning: could not drop previous database copies"
+  fi
 }
 
 remove() {

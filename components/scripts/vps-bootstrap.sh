@@ -275,7 +275,12 @@ down() {
 
   if [ "$DB_RETAIN" = false ]; then
     if systemctl is-active --quiet "postgresql@$DB_VERSION-main"; then
-      step "dropping database $DB_NAME and role $APP_USER (database.retainOnDestroy is false)"
+      step "dropping database $DB_NAME, its refresh copies and role $APP_USER (database.retainOnDestroy is false)"
+      # The copies (DB_NAME_r*) are owned by the app role: they go first, or the role cannot be dropped.
+      psql_admin -d postgres -v prefix="${DB_NAME}_r" <<'SQL'
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname) FROM pg_database
+ WHERE left(datname, length(:'prefix')) = :'prefix' \gexec
+SQL
       psql_admin -c "DROP DATABASE IF EXISTS \"$DB_NAME\" WITH (FORCE)" -c "DROP ROLE IF EXISTS \"$APP_USER\""
     fi
     rm -rf "$BASE"

@@ -224,7 +224,22 @@ deploy() {
     systemctl disable --quiet --now "siteline@$active"
   fi
   prune "$KEEP" "$target"
+  drop_old_copies
   step "release $VERSION is serving from $idle"
+}
+
+# drop_old_copies: after a successful switch, the refresh copies (DB_NAME_r*) the site no longer uses.
+# Never DB_NAME itself nor DB_CURRENT; a failure only warns, the release itself succeeded.
+drop_old_copies() {
+  [ -n "${DB_NAME:-}" ] && [ -n "${DB_CURRENT:-}" ] && [ -n "${DB_PORT:-}" ] || return 0
+  local copy
+  while IFS= read -r copy; do
+    if [ -z "$copy" ] || [ "$copy" = "$DB_CURRENT" ] || [ "$copy" = "$DB_NAME" ]; then continue; fi
+    step "dropping the previous database copy $copy"
+    (cd / && runuser -u postgres -- psql -p "$DB_PORT" -X -q -d postgres -v ON_ERROR_STOP=1 -v copy="$copy" \
+      <<<'DROP DATABASE IF EXISTS :"copy" WITH (FORCE);') || step "warning: could not drop $copy"
+  done < <(cd / && runuser -u postgres -- psql -p "$DB_PORT" -X -At -d postgres -v prefix="${DB_NAME}_r" \
+             <<<"SELECT datname FROM pg_database WHERE left(datname, length(:'prefix')) = :'prefix'")
 }
 
 remove() {

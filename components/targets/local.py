@@ -12,12 +12,16 @@ import pulumi_random as random
 from pulumi_command import local as command
 from pydantic import BaseModel, ConfigDict, Field
 
-from components import outputs
+from components import mask, outputs
+from components.refresh import RefreshError, current_database
 from components.targets import Problem, TargetArgs
+from components.targets.vps import refresh_source
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 BUILTIN_MAIL_SINK = True
 NEEDS_SSH_KEY = False
+# A copy is dumped over SSH on a vps source (vps-refresh.sh) and restored into this machine's cluster.
+REFRESH_SOURCES = ("vps",)
 
 
 class HOSTING(BaseModel):
@@ -78,6 +82,11 @@ class Target(pulumi.ComponentResource):
         home = str((settings.project_dir / hosting.home / settings.stack).resolve())
         common = {"SITELINE_HOME": home, "SITELINE_BIN": str(Path(sys.executable).parent),
                   "SITELINE_SCRIPTS": _script_digest()}
+        copy = args.refresh
+        # Checked before anything is declared: a source this target cannot reach registers nothing.
+        source = refresh_source(copy) if copy is not None else None
+        current_db = current_database(settings)
+        db_params = {"DB_PORT": str(hosting.db_port), "DB_VERSION": cfg.database.version}
 
         password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=child)
         database = command.Command(
@@ -92,10 +101,29 @@ class Target(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout", "stderr"],
                                         delete_before_replace=True),
         )
+        # With a refresh the site uses the copy: the env file changes, so the release restarts the site on it.
         database_url = pulumi.Output.secret(pulumi.Output.concat(
-            "postgresql://siteline:", password.result, f"@127.0.0.1:{hosting.db_port}/{cfg.database.name}"))
+            "postgresql://siteline:", password.result, f"@127.0.0.1:{hosting.db_port}/{current_db}"))
 
         depends: list[pulumi.Resource] = [database]
+        if copy is not None and source is not None:
+            if settings.secrets.ssh_private_key is None:  # refresh.resolve refuses this earlier
+                raise RefreshError("siteline:sshPrivateKey: a refresh from a vps stack needs the stack's SSH key")
+            salt = random.RandomPassword(f"{name}-mask-salt", length=32, special=False,
+                                         keepers={"refreshId": copy.refresh_id}, opts=child)
+            # Once per refresh id (triggers); no delete: the release drops old copies after switching away.
+            refreshed = command.Command(
+                f"{name}-refresh",
+                create=f"{_script('vps-refresh.sh')} pull",
+                environment={**common, **db_params, **source, "COPY_DB": copy.database_name,
+                             "ON_TARGET": _script("local-refresh.sh"), "MASK_SQL": mask.script(copy.mask)},
+                # The salt (first line) and the private key travel on stdin only.
+                stdin=pulumi.Output.secret(pulumi.Output.concat(salt.result, "\n", settings.secrets.ssh_private_key)),
+                triggers=[copy.refresh_id, copy.database_name],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[database],
+                                            additional_secret_outputs=["stdout", "stderr"]),
+            )
+            depends.append(refreshed)
         mail_plain: dict[str, pulumi.Input[str]] = {}
         if cfg.smtp.mode == "sink":
             mail = command.Command(
@@ -125,6 +153,7 @@ class Target(pulumi.ComponentResource):
                 "SITE_MIGRATE": cfg.site.migrate,
                 "HEALTH_PATH": cfg.site.health_path,
                 "HEALTH_TIMEOUT": str(cfg.site.health_timeout),
+                **db_params, "DB_NAME": cfg.database.name, "DB_CURRENT": current_db,
             },
             stdin=app_config.env_file(),
             triggers=[home],
@@ -139,7 +168,7 @@ class Target(pulumi.ComponentResource):
         self.url = deploy.id.apply(lambda _: f"http://127.0.0.1:{cfg.site.port}")
         self.database = database.id.apply(lambda _: {
             "engine": "postgres", "host": "127.0.0.1", "port": hosting.db_port,
-            "name": cfg.database.name, "id": f"local:{home}/db/data"})
+            "name": current_db, "id": f"local:{home}/db/data"})
         self.smtp = pulumi.Output.from_input(mail)
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
 

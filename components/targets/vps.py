@@ -7,13 +7,15 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import unquote, urlsplit
 
 import pulumi
 import pulumi_random as random
-from pulumi_command import remote
+from pulumi_command import local, remote
 from pydantic import BaseModel, ConfigDict, Field
 
-from components import outputs
+from components import mask, outputs
+from components.refresh import Refresh, RefreshError, current_database
 from components.release import file_sha256
 from components.targets import Problem, TargetArgs
 
@@ -21,6 +23,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 MAIL_SINK = SCRIPTS / "mailsink.py"
 BUILTIN_MAIL_SINK = True
 NEEDS_SSH_KEY = True
+# A copy is dumped on the source server over SSH, so it must be a vps stack too.
+REFRESH_SOURCES = ("vps",)
 
 LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOST_PATTERN = rf"^({LABEL}(\.{LABEL})*|\[[0-9A-Fa-f:.]+\])$"
@@ -90,6 +94,28 @@ def command_line(name: str, action: str, params: Mapping[str, str], sudo: bool) 
     return f"{prefix}env {assignments} bash -c {shlex.quote(script(name))} {name} {action}"
 
 
+def refresh_source(copy: Refresh) -> dict[str, str]:
+    """Where the source database is: its `database.id` (ssh://user@host:port/dbname), port and pinned host key."""
+    source = copy.source
+    where = urlsplit(str(source.get("id", "")))
+    host_key = str(source.get("hostKey", ""))
+    try:
+        ssh_port = where.port or 22
+        # A number read back through a stack reference may arrive as a float (5432.0).
+        db_port = int(float(source.get("port", 5432)))
+    except (TypeError, ValueError):
+        ssh_port = db_port = 0
+    if (where.scheme != "ssh" or not where.hostname or not where.path.strip("/") or not ssh_port or not db_port
+            or not re.match(HOST_KEY_PATTERN, host_key)):
+        raise RefreshError(
+            f"siteline:database.refreshFrom: {copy.source_stack} exports database id {source.get('id')!r} and "
+            f"hostKey {host_key[:40]!r}; a vps refresh needs ssh://user@host:port/dbname and the server's host key. "
+            f"Fix: run pulumi up on {copy.source_stack} with this version of Siteline first.")
+    return {"SOURCE_HOST": where.hostname, "SOURCE_PORT": str(ssh_port),
+            "SOURCE_USER": unquote(where.username or "root"), "SOURCE_HOST_KEY": host_key,
+            "SOURCE_DB": unquote(where.path.strip("/")), "SOURCE_DB_PORT": str(db_port)}
+
+
 class Target(pulumi.ComponentResource):
     url: pulumi.Output[str]
     database: pulumi.Output[dict[str, Any]]
@@ -103,6 +129,10 @@ class Target(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         sudo = hosting.user != "root"
         base = hosting.base_path
+        copy = args.refresh
+        # Checked before anything is declared: a source this target cannot reach registers nothing.
+        source = refresh_source(copy) if copy is not None else None
+        current_db = current_database(settings)
 
         # The whole connection is secret (it holds the private key); the host key is pinned, so a
         # server answering with another key is refused instead of being trusted on first use.
@@ -134,10 +164,15 @@ class Target(pulumi.ComponentResource):
         }
         bootstrap = run("bootstrap", "vps-bootstrap.sh", bootstrap_params, bootstrap_params,
                         stdin=pulumi.Output.secret(password.result.apply(lambda p: p + "\n")), depends_on=[])
+        # With a refresh the site uses the copy: the env file changes, so the release switches to it blue/green.
         database_url = pulumi.Output.secret(pulumi.Output.concat(
-            f"postgresql://{hosting.app_user}:", password.result, f"@127.0.0.1:{hosting.db_port}/{db.name}"))
+            f"postgresql://{hosting.app_user}:", password.result, f"@127.0.0.1:{hosting.db_port}/{current_db}"))
 
         release_depends: list[pulumi.Resource] = [bootstrap]
+        refreshed: Optional[local.Command] = None
+        if copy is not None and source is not None:
+            refreshed = self._refresh(name, copy, source, hosting, settings.secrets.ssh_private_key, bootstrap)
+            release_depends.append(refreshed)
         mail_plain: dict[str, pulumi.Input[str]] = {}
         if cfg.smtp.mode == "sink":
             sink_sha256 = file_sha256(MAIL_SINK)
@@ -167,6 +202,7 @@ class Target(pulumi.ComponentResource):
             "HTTP_PORT": str(hosting.http_port), "LISTEN_ADDRESS": hosting.listen_address or "",
             "KEEP": str(hosting.keep_releases), "HEALTH_TIMEOUT": str(cfg.site.health_timeout),
             "DRAIN_TIMEOUT": str(hosting.drain_timeout),
+            "DB_PORT": str(hosting.db_port), "DB_NAME": db.name, "DB_CURRENT": current_db,
         }
         # The env file holds secrets: it goes on stdin, never on the command line or as `environment`.
         deploy = run("release", "vps-release.sh", release_params, server, stdin=app_config.env_file(),
@@ -176,13 +212,37 @@ class Target(pulumi.ComponentResource):
         port_suffix = "" if hosting.http_port == 80 else f":{hosting.http_port}"
         # The URL waits for the release command, so consumers only see it once the site answers.
         self.url = deploy.id.apply(lambda _: f"http://{public_host}{port_suffix}")
-        self.database = bootstrap.id.apply(lambda _: {
-            "engine": "postgres", "host": hosting.host, "port": hosting.db_port, "name": db.name,
-            "id": f"ssh://{hosting.user}@{hosting.host}:{hosting.port}/{db.name}"})
+        # What a refresh from this stack needs: where to dump (id) and the host key to pin; no credential.
+        self.database = pulumi.Output.all(bootstrap.id, refreshed.id if refreshed else "").apply(lambda _: {
+            "engine": "postgres", "host": hosting.host, "port": hosting.db_port, "name": current_db,
+            "id": f"ssh://{hosting.user}@{hosting.host}:{hosting.port}/{current_db}", "hostKey": hosting.host_key})
         sink = cfg.smtp.mode == "sink"
         self.smtp = pulumi.Output.from_input(outputs.smtp("127.0.0.1" if sink else str(cfg.smtp.host),
                                                           hosting.mail_port if sink else cfg.smtp.port, cfg.smtp.mode))
         self.register_outputs({"url": self.url, "database": self.database, "smtp": self.smtp})
+
+    def _refresh(self, name: str, copy: Refresh, source: dict[str, str], hosting: HOSTING,
+                 private_key: Optional[pulumi.Output[str]], bootstrap: remote.Command) -> local.Command:
+        """The masked copy, once per refresh id: triggers replace it when the id changes; it has no delete,
+        because dropping a copy is the release's job once the site has switched away from it."""
+        if private_key is None:  # refresh.resolve refuses this earlier; kept for the type checker
+            raise RefreshError("siteline:sshPrivateKey: a vps refresh needs the stack's SSH key")
+        salt = random.RandomPassword(f"{name}-mask-salt", length=32, special=False,
+                                     keepers={"refreshId": copy.refresh_id}, opts=pulumi.ResourceOptions(parent=self))
+        server = {"DB_PORT": str(hosting.db_port), "COPY_DB": copy.database_name, "APP_USER": hosting.app_user}
+        environment = {
+            **source, "TARGET_HOST": hosting.host.strip("[]"), "TARGET_PORT": str(hosting.port),
+            "TARGET_USER": hosting.user, "TARGET_HOST_KEY": hosting.host_key, "COPY_DB": copy.database_name,
+            "ON_TARGET": command_line("vps-refresh.sh", "", server, hosting.user != "root").rstrip(),
+            "MASK_SQL": mask.script(copy.mask),
+        }
+        # The salt (first line) and the private key go on stdin only: never on a command line or in the env.
+        stdin = pulumi.Output.secret(pulumi.Output.concat(salt.result, "\n", private_key))
+        return local.Command(
+            f"{name}-refresh", create=f"bash -c {shlex.quote(script('vps-refresh.sh'))} vps-refresh.sh pull",
+            environment=environment, stdin=stdin, triggers=[copy.refresh_id, copy.database_name],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap],
+                                        additional_secret_outputs=["stdout", "stderr"]))
 
     @staticmethod
     def _asset(project_dir: Path) -> Any:

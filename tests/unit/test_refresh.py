@@ -61,3 +61,47 @@ def test_current_database_follows_the_refresh_id(dev_package: dict[str, str]) ->
 
     assert current_database(Fake()) == "site"  # type: ignore[arg-type]
     assert current_database(Fake(refreshFrom=LIVE, refreshId="7")) == "site_r7"  # type: ignore[arg-type]
+
+
+VPS_SOURCE = {"id": "ssh://deploy@198.51.100.7:2222/site", "port": 5433,
+              "hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNvdXJjZWhvc3RrZXlmb3J0ZXN0c29ubHkwMDAw root@live"}
+SSH_KEY_MARKER = "MARKER-dev-ssh-key-71aa"
+
+
+def test_local_takes_a_masked_copy_of_a_vps_source(dev_package: dict[str, str]) -> None:
+    from tests.harness import is_secret, plain_text
+
+    mask = [{"table": "people", "column": "email", "strategy": "email"}]
+    evaluation = evaluate("dev", overrides={**REFRESH, "siteline:database.mask": mask},
+                          secrets={"siteline:sshPrivateKey": SSH_KEY_MARKER}, upstream=_live("vps", **VPS_SOURCE))
+    assert evaluation.error is None, evaluation.error
+    refresh = evaluation.named("-refresh")
+    env = refresh.plain_inputs["environment"]
+    assert (env["SOURCE_HOST"], env["SOURCE_PORT"], env["SOURCE_USER"], env["SOURCE_DB_PORT"]) == (
+        "198.51.100.7", "2222", "deploy", "5433")
+    assert env["COPY_DB"] == "site_r2026_11_26" and env["ON_TARGET"].endswith("local-refresh.sh")
+    assert "TARGET_HOST" not in env, "the copy goes into this machine's cluster, not over SSH"
+    assert '"people"' in env["MASK_SQL"]
+    assert refresh.plain_inputs["create"].endswith("vps-refresh.sh pull")
+    assert refresh.plain_inputs["triggers"] == ["2026-11-26", "site_r2026_11_26"]
+    assert "delete" not in refresh.inputs
+    assert is_secret(refresh.inputs["stdin"]) and refresh.plain_inputs["stdin"].endswith(SSH_KEY_MARKER)
+    assert SSH_KEY_MARKER not in plain_text([r.inputs for r in evaluation.resources])
+    release = evaluation.named("-release")
+    assert refresh.urn in release.dependencies
+    assert '/site_r2026_11_26"' in release.plain_inputs["stdin"]
+    assert release.plain_inputs["environment"]["DB_CURRENT"] == "site_r2026_11_26"
+    assert evaluation.plain_outputs["database"]["name"] == "site_r2026_11_26"
+
+
+def test_local_without_a_refresh_declares_none(dev_package: dict[str, str]) -> None:
+    evaluation = evaluate("dev")
+    assert evaluation.error is None, evaluation.error
+    assert not [r for r in evaluation.resources if r.name.endswith("-refresh")]
+    assert evaluation.named("-release").plain_inputs["environment"]["DB_CURRENT"] == "site"
+
+
+def test_local_refuses_a_vps_source_without_an_ssh_key(dev_package: dict[str, str]) -> None:
+    evaluation = evaluate("dev", overrides=REFRESH, upstream=_live("vps", **VPS_SOURCE))
+    assert isinstance(evaluation.error, RefreshError) and "siteline:sshPrivateKey" in str(evaluation.error)
+    assert evaluation.resources == []

@@ -105,7 +105,7 @@ def test_outputs(evaluated: Evaluation) -> None:
     outputs = evaluated.plain_outputs
     assert outputs["url"] == "http://www.example.com"
     assert outputs["database"] == {"engine": "postgres", "host": "203.0.113.10", "port": 5432, "name": "site",
-                                   "id": "ssh://root@203.0.113.10:22/site"}
+                                   "id": "ssh://root@203.0.113.10:22/site", "hostKey": HOST_KEY}
     assert outputs["smtp"] == {"host": "smtp.example.com", "port": 587, "mode": "deliver"}
 
 
@@ -209,3 +209,86 @@ def test_a_failure_after_the_switch_switches_nginx_back() -> None:
     assert re.search(r'healthy "\$nginx_url" "\$VERSION" \d+ \d+ \|\|\n\s+switch_back', switched)
     back = release[release.index("switch_back() {"):release.index("deploy() {")]
     assert back.index("PREVIOUS_UPSTREAM") < back.index("systemctl reload nginx") < back.index("systemctl stop")
+
+
+LIVE = "organization/siteline/live"
+SOURCE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNvdXJjZWhvc3RrZXlmb3J0ZXN0c29ubHkwMDAw root@live"
+TEST_ON_ONE_SERVER = {"siteline:target": "vps", "siteline:hosting.azure": None, "siteline:hosting.size": None,
+                      "siteline:database.size": None, "siteline:hosting.vps": HOSTING}
+
+
+def test_on_vps(release: dict[str, str], refresh_id: str | None = "2026-11-26", **source: Any) -> Evaluation:
+    """`test` on a vps, refreshed from a live vps stack (mocked outputs)."""
+    database = {"engine": "postgres", "host": "198.51.100.7", "port": 5432, "name": "site",
+                "id": "ssh://root@198.51.100.7:2222/site", "hostKey": SOURCE_KEY, **source}
+    overrides: dict[str, Any] = {**TEST_ON_ONE_SERVER}
+    if refresh_id is None:
+        overrides["siteline:database.refreshFrom"] = None
+    else:
+        overrides["siteline:database.refreshId"] = refresh_id
+    return evaluate("test", overrides=overrides, secrets={**MARKERS, "siteline:sshPrivateKey": SSH_KEY_MARKER},
+                    upstream={"organization/siteline/dev": {"release": release, "contract": 1},
+                              LIVE: {"role": "live", "target": "vps", "contract": 1, "database": database}})
+
+
+@pytest.fixture(scope="module")
+def refreshed(release: dict[str, str]) -> Evaluation:
+    evaluation = test_on_vps(release)
+    assert evaluation.error is None, evaluation.error
+    return evaluation
+
+
+def test_the_refresh_exists_only_with_refresh_from(release: dict[str, str], refreshed: Evaluation) -> None:
+    plain = test_on_vps(release, refresh_id=None)
+    assert plain.error is None, plain.error
+    assert not plain.of_type("command:local:Command")
+    assert 'DATABASE_URL="postgresql://siteline:MARKERpw' in plain.named("-vps-release").plain_inputs["stdin"]
+    assert "@127.0.0.1:5432/site\"" in plain.named("-vps-release").plain_inputs["stdin"]
+    [command] = refreshed.of_type("command:local:Command")
+    assert command.name == "test-vps-refresh"
+    assert command.plain_inputs["triggers"] == ["2026-11-26", "site_r2026_11_26"]
+    assert "delete" not in command.inputs, "dropping a copy is the release's job, after the switch"
+
+
+def test_the_refresh_dumps_the_source_over_ssh_and_masks(refreshed: Evaluation) -> None:
+    command = refreshed.named("-vps-refresh")
+    env = command.plain_inputs["environment"]
+    assert env["SOURCE_HOST"] == "198.51.100.7" and env["SOURCE_PORT"] == "2222" and env["SOURCE_USER"] == "root"
+    assert env["SOURCE_DB"] == "site" and env["SOURCE_HOST_KEY"] == SOURCE_KEY and env["TARGET_HOST_KEY"] == HOST_KEY
+    assert env["COPY_DB"] == "site_r2026_11_26"
+    assert '"people"' in env["MASK_SQL"] and '"contact_messages"' in env["MASK_SQL"] and "mask_salt" in env["MASK_SQL"]
+    assert env["ON_TARGET"].startswith("env APP_USER=siteline COPY_DB=site_r2026_11_26 DB_PORT=5432 bash -c ")
+    assert command.plain_inputs["create"].endswith(" vps-refresh.sh pull")
+    salt = refreshed.named("-mask-salt")
+    assert salt.plain_inputs["keepers"] == {"refreshId": "2026-11-26"}
+
+
+def test_the_refresh_keeps_the_key_and_salt_secret(refreshed: Evaluation) -> None:
+    command = refreshed.named("-vps-refresh")
+    assert is_secret(command.inputs["stdin"])
+    stdin = command.plain_inputs["stdin"]
+    assert stdin.startswith("MARKERpw") and stdin.endswith(SSH_KEY_MARKER)
+    markers = [*MARKER_VALUES, SSH_KEY_MARKER]
+    for resource in refreshed.resources:
+        assert not any(m in plain_text(resource.inputs) for m in markers), resource.name
+    assert "MARKERpw" not in plain_text(command.inputs)
+    assert not any(m in plain_text(refreshed.outputs) for m in markers)
+    assert {"stdout", "stderr"} <= set(command.additional_secret_outputs)
+
+
+def test_the_release_switches_to_the_copy_after_the_refresh(refreshed: Evaluation) -> None:
+    release = refreshed.named("-vps-release")
+    assert refreshed.named("-vps-refresh").urn in release.dependencies
+    assert "@127.0.0.1:5432/site_r2026_11_26\"" in release.plain_inputs["stdin"]
+    create = release.plain_inputs["create"]
+    assert "DB_CURRENT=site_r2026_11_26 " in create and "DB_NAME=site " in create
+    assert refreshed.plain_outputs["database"]["name"] == "site_r2026_11_26"
+    assert refreshed.plain_outputs["database"]["id"] == "ssh://root@203.0.113.10:22/site_r2026_11_26"
+
+
+@pytest.mark.parametrize("source", [{"id": "arn:aws:rds:x"}, {"hostKey": "not a key"}, {"id": "ssh://h:22/"},
+                                    {"id": "ssh://h:port/site"}])
+def test_a_source_a_vps_cannot_reach_is_refused(release: dict[str, str], source: dict[str, str]) -> None:
+    evaluation = test_on_vps(release, **source)
+    assert evaluation.error is not None and "a vps refresh needs ssh://user@host:port/dbname" in str(evaluation.error)
+    assert not evaluation.of_type("command:local:Command")

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+from unittest import mock
 
 from tests.conftest import MARKERS, build_package
 from tests.harness import REPO, Evaluation, evaluate
+from tests.replay import CommandState, commands
 from tests.rig.ssh import Connection
+from tests.vps import replay
+from tests.vps.replay import Replayer, Step, StepError
 
 SITE = REPO / "examples" / "site"
 HEALTHZ = "    def healthz(self, environ: Mapping[str, Any]) -> Response:\n"
@@ -116,6 +123,64 @@ class RigStack:
         )
         assert evaluation.error is None, f"live with target vps failed to evaluate: {evaluation.error}"
         return evaluation
+
+
+    def evaluate_refreshing(self, release: dict[str, str], refresh_id: Optional[str], source: dict[str, Any],
+                            mask: Optional[list[dict[str, str]]] = None) -> Evaluation:
+        """`test` on this server, promoted from dev, refreshed from a mocked live vps stack whose `database`
+        output is `source`; the mask rules are Pulumi.test.yaml's unless `mask` is given."""
+        overrides: dict[str, Any] = {
+            "siteline:target": "vps", "siteline:hosting.vps": self.hosting(), "siteline:hosting.azure": None,
+            "siteline:hosting.size": None, "siteline:database.size": None, "siteline:smtp.mode": "sink",
+            "siteline:smtp.allow": None, "siteline:site.healthTimeout": self.health_timeout,
+            "siteline:database.retainOnDestroy": False,
+        }
+        if refresh_id is None:
+            overrides["siteline:database.refreshFrom"] = None
+        else:
+            overrides["siteline:database.refreshId"] = refresh_id
+        if mask is not None:
+            overrides["siteline:database.mask"] = mask
+        evaluation = evaluate(
+            "test", overrides=overrides,
+            secrets={**MARKERS, "siteline:sshPrivateKey": self.connection.private_key},
+            upstream={"organization/siteline/dev": {"release": release, "contract": 1},
+                      "organization/siteline/live": {"role": "live", "target": "vps", "contract": 1,
+                                                     "database": source}})
+        assert evaluation.error is None, f"test with target vps failed to evaluate: {evaluation.error}"
+        return evaluation
+
+
+LOCAL_COMMAND = "command:local:Command"
+
+
+class RefreshReplayer(Replayer):
+    """The vps Replayer plus the local.Command a refresh runs on the machine running pulumi: run with the
+    provider's default interpreter (/bin/sh -c), its `environment` added to this process's, `stdin` piped."""
+
+    def up(self, evaluation: Evaluation) -> None:
+        with mock.patch.object(replay, "remote_commands", lambda ev: commands(ev, prefix="command:")):
+            super().up(evaluation)
+
+    def _run(self, step: str, command: CommandState) -> None:
+        if command.type != LOCAL_COMMAND:
+            super()._run(step, command)
+            return
+        started = time.monotonic()
+        inputs = command.inputs
+        script = inputs.get(step) or (inputs.get("create") if step == "update" else None)
+        record = Step(step, command.name, 0.0)
+        if script:
+            env = {**os.environ, **{k: str(v) for k, v in (inputs.get("environment") or {}).items()}}
+            done = subprocess.run(["/bin/sh", "-c", script], input=inputs.get("stdin") or "", capture_output=True,
+                                  text=True, env=env, timeout=self.timeout)
+            record.stdout, record.stderr = done.stdout, done.stderr
+            if done.returncode != 0:
+                record.seconds = time.monotonic() - started
+                self._record(record)
+                raise StepError(step, command.name, done.returncode, done.stdout, done.stderr)
+        record.seconds = time.monotonic() - started
+        self._record(record)
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
