@@ -185,6 +185,11 @@ def package(root: Path, version: str, change: str = "") -> dict[str, str]:
     if change == "migration":
         (source / "migrations" / "003_pages.sql").write_text(
             "CREATE TABLE IF NOT EXISTS pages (slug text PRIMARY KEY, body text NOT NULL);\n")
+    if change == "failing-migration":
+        (source / "migrations" / "003_pages.sql").write_text(
+            "CREATE TABLE IF NOT EXISTS pages (slug text PRIMARY KEY, body text NOT NULL);\n")
+        (source / "migrations" / "004_news.sql").write_text("CREATE TABLE news (id bigserial PRIMARY KEY);\n")
+        (source / "migrations" / "005_broken.sql").write_text("ALTER TABLE no_such_table ADD COLUMN x int;\n")
     if change == "unhealthy":
         (source / "app.py").rename(source / "site_app.py")
         (source / "app.py").write_text(

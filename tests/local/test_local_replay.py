@@ -100,6 +100,20 @@ def test_broken_v3_is_rejected_and_v2_keeps_serving(site: Site, packages: dict[s
     assert os.readlink(site.home / "current").endswith("/2.0.0")
 
 
+def test_a_failing_migration_leaves_database_and_release_as_they_were(site: Site) -> None:
+    """004 is fine, 005 fails: the release's migrations roll back together and v2 never stops."""
+    pid = (site.home / "site.pid").read_text()
+    with pytest.raises(CommandError) as failure:
+        site.up(package(site.root, "2.5.0", "failing-migration"))
+    assert "migrations of 2.5.0 failed" in failure.value.stderr
+    assert "005_broken.sql" in failure.value.stderr + failure.value.stdout
+    with psycopg.connect(site.database_url()) as conn:
+        assert conn.execute("SELECT to_regclass('public.news')").fetchone() == (None,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == ("003",)
+    assert (site.home / "site.pid").read_text() == pid, "the serving release was stopped"
+    assert "Release 2.0.0" in site.get("/")[1]
+
+
 def test_corrupt_package_is_refused(site: Site, packages: dict[str, dict[str, Any]]) -> None:
     bad = dict(packages["v1"], version="4.0.0", sha256="0" * 64)
     desired = site.evaluate(packages["v2"])
