@@ -433,7 +433,9 @@ def _remove_cgroup(cgroup: Path) -> None:
 
 
 def _machine_name(session: Path) -> str:
-    return f"{HOSTNAME}-{session.name}".replace("_", "-")
+    # A digest, not the directory name: mkdtemp's random suffix may hold `_` or end so that the name
+    # is no valid host name (a label ending in `-`), which systemd-nspawn refuses.
+    return f"{HOSTNAME}-{hashlib.sha256(session.name.encode()).hexdigest()[:12]}"
 
 
 def _remove_dead_sessions(sessions: Path) -> None:
