@@ -103,7 +103,8 @@ pull() {
   local remote_dump="cd / && if [ \"\$(id -u)\" = 0 ]; then runuser -u postgres -- $dump; else sudo -n -u postgres $dump; fi"
   "${ssh[@]}" -p "$SOURCE_PORT" "$SOURCE_USER@$SOURCE_HOST" "$remote_dump" </dev/null | on_target restore ||
     fail "copying $SOURCE_DB into $COPY_DB failed; the site keeps its current database"
-  { printf "SELECT set_config('siteline.mask_salt', '%s', false);\n" "$salt"; printf '%s\n' "$MASK_SQL"; } |
+  # SET, not SELECT set_config(...): psql would print the value a SELECT returns, i.e. the salt.
+  { printf "SET siteline.mask_salt = '%s';\n" "$salt"; printf '%s\n' "$MASK_SQL"; } |
     on_target mask || fail "masking $COPY_DB failed; it stays unreadable to the site, which keeps its current database"
   on_target publish </dev/null
   step "$COPY_DB is a masked copy of $SOURCE_DB"

@@ -160,6 +160,15 @@ def test_the_same_refresh_id_runs_nothing_again(refreshing: Refreshing) -> None:
     assert "already a complete masked copy; nothing to do" in refreshing.replayer.journal.steps[-1].stdout
 
 
+def test_no_command_prints_a_secret(refreshing: Refreshing) -> None:
+    """The salt, the generated passwords and the SSH key travel on stdin and are never printed back."""
+    steps = refreshing.replayer.journal.steps
+    assert any(step.stdout for step in steps), "no output was recorded: the scan would prove nothing"
+    for step in steps:
+        for marker in ("MARKERpw", "MARKER-", "PRIVATE KEY"):
+            assert marker not in step.stdout + step.stderr, f"{marker} printed by {step}"
+
+
 def test_a_new_refresh_id_replaces_the_copy_and_drops_the_previous(refreshing: Refreshing) -> None:
     refreshing.sql(LIVE_DB, "UPDATE site_settings SET value = value || ' v2' WHERE key = 'site_title'")
     refreshing.live_fingerprint = refreshing.sql(LIVE_DB, FINGERPRINT)
