@@ -128,7 +128,8 @@ deploy() {
     fail "the server is not bootstrapped ($STATE or $UPSTREAM is missing)"
   fi
   exec 9>"$STATE/.release.lock"
-  flock -n 9 || fail "another release is running on this server"
+  # Wait a while: after a dropped SSH connection the previous run may still be finishing.
+  flock -w 120 9 || fail "another release is still running on this server after 120 s"
 
   local incoming run
   incoming=$(mktemp "$STATE/.incoming.XXXXXX")
@@ -140,6 +141,17 @@ deploy() {
 
   local target="$BASE/releases/$VERSION" active="" identity="$VERSION $SHA256"
   [ ! -s "$STATE/active" ] || active=$(cat "$STATE/active")
+  # nginx's upstream is the truth: a release killed after the switch but before recording it leaves
+  # `active` naming the colour nginx no longer serves, and the idle colour must never be that one.
+  if [ -n "$active" ] && grep -qx "server 127.0.0.1:$(port_of "$(other "$active")");" "$UPSTREAM" &&
+     systemctl is-active --quiet "siteline@$(other "$active")"; then
+    step "nginx serves $(other "$active"), not $active: an earlier release stopped before recording the switch"
+    # nginx no longer sends it anything: the colour `active` named is a leftover now.
+    systemctl disable --quiet --now "siteline@$active"
+    active=$(other "$active")
+    printf '%s\n' "$active" >"$STATE/active.new"
+    mv -f "$STATE/active.new" "$STATE/active"
+  fi
   SERVING=""
   [ -z "$active" ] || SERVING=$(cut -d' ' -f1 "$STATE/$active.release" 2>/dev/null || true)
   printf '#!/bin/bash\n# Siteline release %s (sha256 %s)\ncd %q || exit 1\nexec bash -c %q\n' \

@@ -203,6 +203,24 @@ def test_the_next_good_release_after_a_switch_back_has_no_downtime(deployment: D
     assert deployment.sh("readlink /srv/siteline/current") == "/srv/siteline/releases/1.4.0"
 
 
+def test_a_release_killed_after_the_switch_is_rerun_without_downtime(deployment: Deployment) -> None:
+    """A kill between nginx's reload and recording `active` leaves nginx on the new colour while
+    `active` names the old one, still running. The re-run must believe nginx, not `active`."""
+    serving = deployment.sh("cat /etc/siteline/active")
+    old = "blue" if serving == "green" else "green"
+    deployment.sh(f"echo {old} >/etc/siteline/active && systemctl start siteline@{old}")
+    [release] = [c for c in deployment.replayer.state if c.name.endswith("-release")]
+    with Poller(deployment.stack.url) as poller:
+        deployment.replayer._run("create", release)
+    assert "an earlier release stopped before recording the switch" in deployment.replayer.journal.steps[-1].stdout
+    assert poller.answers and {status for status, _ in poller.answers} == {200}, poller.answers
+    active = deployment.sh("cat /etc/siteline/active")
+    assert deployment.sh(f"systemctl is-active siteline@{active}") == "active"
+    other = "blue" if active == "green" else "green"
+    assert deployment.sh(f"systemctl is-active siteline@{other} || true") == "inactive"
+    assert deployment.sh("readlink /srv/siteline/current") == "/srv/siteline/releases/1.4.0"
+
+
 def test_destroy_removes_the_site_and_keeps_the_database(deployment: Deployment) -> None:
     started = time.monotonic()
     deployment.replayer.destroy()
