@@ -204,7 +204,7 @@ def test_a_failure_after_the_switch_switches_nginx_back() -> None:
     release = (vps.SCRIPTS / "vps-release.sh").read_text()
     deploy = release[release.index("deploy() {"):release.index("remove() {")]
     switched = deploy[deploy.index('install_file "$UPSTREAM" root:root 644 <<<"server 127.0.0.1:$port;"'):
-                      deploy.index('mv -f "$STATE/active.new" "$STATE/active"')]
+                      deploy.rindex('mv -f "$STATE/active.new" "$STATE/active"')]
     assert "systemctl reload nginx || switch_back" in switched
     assert re.search(r'healthy "\$nginx_url" "\$VERSION" \d+ \d+ \|\|\n\s+switch_back', switched)
     back = release[release.index("switch_back() {"):release.index("deploy() {")]
