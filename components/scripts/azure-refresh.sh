@@ -11,22 +11,9 @@ set -euo pipefail
 
 API_VERSION=2025-08-01
 
-say() { printf 'siteline-refresh: %s\n' "$*"; }
-fail() { printf 'siteline-refresh: error: %s\n' "$*" >&2; exit 1; }
-
-require() {
-  local name value pattern
-  name="$1"; pattern="$2"
-  value="${!name:-}"
-  [[ -n "$value" ]] || fail "$name is not set (it comes from the Pulumi program)"
-  [[ "$value" =~ $pattern ]] || fail "$name has an unexpected value: $value"
-}
-
-login_check() {
-  command -v az >/dev/null || fail "the Azure CLI (az) is not installed on this machine; see docs/targets/azure.md"
-  az account show --subscription "$SUBSCRIPTION" --query id --output tsv >/dev/null 2>&1 \
-    || fail "the Azure CLI is not logged in to subscription $SUBSCRIPTION: run az login with an identity that can reach it"
-}
+LOG_NAME=siteline-refresh
+# shellcheck source=azure-lib.sh
+. "$(dirname "$0")/azure-lib.sh"
 
 server_state() {
   az postgres flexible-server show --ids "$SERVER_ID" --query state --output tsv

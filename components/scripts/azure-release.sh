@@ -7,22 +7,9 @@
 # Every az call names SUBSCRIPTION (from the Pulumi program), whatever subscription the CLI has selected.
 set -euo pipefail
 
-say() { printf 'siteline-azure: %s\n' "$*"; }
-fail() { printf 'siteline-azure: error: %s\n' "$*" >&2; exit 1; }
-
-require() {
-  local name value pattern
-  name="$1"; pattern="$2"
-  value="${!name:-}"
-  [[ -n "$value" ]] || fail "$name is not set (it comes from the Pulumi program)"
-  [[ "$value" =~ $pattern ]] || fail "$name has an unexpected value: $value"
-}
-
-login_check() {
-  command -v az >/dev/null || fail "the Azure CLI (az) is not installed on this machine; see docs/targets/azure.md"
-  az account show --subscription "$SUBSCRIPTION" --query id --output tsv >/dev/null 2>&1 \
-    || fail "the Azure CLI is not logged in to subscription $SUBSCRIPTION: run az login (or az login --service-principal / --identity in CI) with an identity that can reach it"
-}
+LOG_NAME=siteline-azure
+# shellcheck source=azure-lib.sh
+. "$(dirname "$0")/azure-lib.sh"
 
 deployment_of() {  # the SITELINE_DEPLOYMENT setting a slot carries ("" if none)
   local slot_args=()
