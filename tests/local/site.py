@@ -203,19 +203,26 @@ def package(root: Path, version: str, change: str = "") -> dict[str, str]:
 
 
 
-@contextlib.contextmanager
-def running_site() -> Iterator[Site]:
-    """A Site in a fresh directory, run by an unprivileged user; everything it started is stopped after."""
+def unprivileged_directory(prefix: str) -> tuple[Path, int, int]:
+    """A fresh directory owned by the unprivileged user that runs PostgreSQL and the site (USER when
+    running as root, else the current user): (directory, uid, gid)."""
     if os.geteuid() == 0:
         subprocess.run(["useradd", "--system", "--create-home", USER], capture_output=True)
         account = pwd.getpwnam(USER)
         uid, gid = account.pw_uid, account.pw_gid
     else:
         uid, gid = os.geteuid(), os.getegid()
-    # Not pytest's tmp_path: its parent is private to root, and the site runs as another user.
-    root = Path(tempfile.mkdtemp(prefix="siteline-local-"))
+    # Not pytest's tmp_path: its parent is private to root, and the servers run as another user.
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o755)
     os.chown(root, uid, gid)
+    return root, uid, gid
+
+
+@contextlib.contextmanager
+def running_site() -> Iterator[Site]:
+    """A Site in a fresh directory, run by an unprivileged user; everything it started is stopped after."""
+    root, uid, gid = unprivileged_directory("siteline-local-")
     site = Site(root, uid, gid, {"site": free_port(), "db": free_port(), "mail": free_port()})
     try:
         yield site

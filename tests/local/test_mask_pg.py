@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ import pytest
 from components import mask
 from components.settings import MaskRule
 from tests.conftest import REPO
-from tests.local.site import USER, free_port
+from tests.local.site import free_port, unprivileged_directory
 
 MIGRATIONS = sorted((REPO / "examples" / "site" / "migrations").glob("*.sql"))
 SALT = "test-salt-5d1c8e0a"
@@ -93,16 +91,7 @@ class Cluster:
 @contextlib.contextmanager
 def cluster(settings: Sequence[str] = ()) -> Iterator[Cluster]:
     """A running cluster; stopped by its PID and removed afterwards. `settings` are extra `-c name=value`."""
-    if os.geteuid() == 0:
-        subprocess.run(["useradd", "--system", "--create-home", USER], capture_output=True)
-        account = pwd.getpwnam(USER)
-        uid, gid = account.pw_uid, account.pw_gid
-    else:
-        uid, gid = os.geteuid(), os.getegid()
-    # Not pytest's tmp_path: its parent is private to root, and the server runs as another user.
-    root = Path(tempfile.mkdtemp(prefix="siteline-mask-"))
-    os.chmod(root, 0o755)
-    os.chown(root, uid, gid)
+    root, uid, gid = unprivileged_directory("siteline-mask-")
     db = Cluster(root, free_port(), uid, gid)
     try:
         subprocess.run(db.as_owner([db.tool("initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust",
